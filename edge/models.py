@@ -1,0 +1,223 @@
+"""The data model: the synced roster, and the sync runs that explain it.
+
+Every synced table keys its rows by the source's own id, so a record keeps its row (and the
+history that points at it) across syncs, renames and deactivations; sync never deletes.
+Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import DateTime as SADateTime
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = SADateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def enum_column(enum_cls: type[enum.StrEnum]) -> SAEnum:
+    """Store a StrEnum as its value in a plain string column (no native DB enum to migrate)."""
+    return SAEnum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=max(len(m.value) for m in enum_cls),
+        values_callable=lambda cls: [m.value for m in cls],
+    )
+
+
+class PinState(enum.StrEnum):
+    SET = "set"
+    AMBIGUOUS = "ambiguous"
+    NONE = "none"
+
+
+class PersonRole(enum.StrEnum):
+    PAYER = "payer"
+    PICKUP = "pickup"
+
+
+class LinkRelation(enum.StrEnum):
+    PAYER = "payer"
+    PICKUP = "pickup"
+    RESTRICTED = "restricted"
+
+
+class SyncOutcome(enum.StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    FAILED = "failed"
+
+
+class SyncTrigger(enum.StrEnum):
+    SCHEDULE = "schedule"
+    STARTUP = "startup"
+    MANUAL = "manual"
+    FILE = "file"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class SyncedRow:
+    """Columns every synced row carries."""
+
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[dt.datetime]
+
+
+class School(SyncedRow, Base):
+    __tablename__ = "school"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(300))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    director_name: Mapped[str | None] = mapped_column(String(200))
+    director_email: Mapped[str | None] = mapped_column(String(200))
+    time_zone: Mapped[str] = mapped_column(String(64))
+
+
+class Room(SyncedRow, Base):
+    __tablename__ = "rooms"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    ratio: Mapped[int | None] = mapped_column(Integer)
+
+
+class Teacher(SyncedRow, Base):
+    __tablename__ = "teachers"
+    __table_args__ = (Index("ix_teachers_pin_hmac", "pin_hmac"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(200))
+    room_id: Mapped[str | None] = mapped_column(ForeignKey("rooms.id"))
+    pin_hmac: Mapped[str | None] = mapped_column(String(64))
+    pin_state: Mapped[PinState] = mapped_column(enum_column(PinState), default=PinState.NONE)
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Person(SyncedRow, Base):
+    """A parent/guardian (payer) or an authorized pickup person (non-payer)."""
+
+    __tablename__ = "persons"
+    __table_args__ = (Index("ix_persons_pin_hmac", "pin_hmac"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[PersonRole] = mapped_column(enum_column(PersonRole))
+    sms_number: Mapped[str | None] = mapped_column(String(40))
+    sms_carrier: Mapped[str | None] = mapped_column(String(60))
+    pin_hmac: Mapped[str | None] = mapped_column(String(64))
+    pin_state: Mapped[PinState] = mapped_column(enum_column(PinState), default=PinState.NONE)
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Child(SyncedRow, Base):
+    __tablename__ = "children"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    room_id: Mapped[str | None] = mapped_column(ForeignKey("rooms.id"))
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class ChildLink(Base):
+    """Who may (payer, pickup) or may never (restricted) take a child.
+
+    ``person_id`` is deliberately not a foreign key: a restriction often names someone who is
+    not in the roster at all, and must hold the day they appear in it.
+    Links are part of the child's content hash and are rewritten with the child.
+    """
+
+    __tablename__ = "child_links"
+    __table_args__ = (Index("ix_child_links_person", "person_id"),)
+
+    child_id: Mapped[str] = mapped_column(ForeignKey("children.id"), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    relation: Mapped[LinkRelation] = mapped_column(enum_column(LinkRelation), primary_key=True)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class AppDevice(Base):
+    """A payer's registered phone; part of the person's content hash."""
+
+    __tablename__ = "app_devices"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
+    public_key: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class TrustedKey(Base):
+    """Public keys that may sign QR app codes (the cloud's, from the roster)."""
+
+    __tablename__ = "trusted_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(20))
+    public_key: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    changed_at: Mapped[dt.datetime]
+
+
+class SyncRun(Base):
+    """One roster sync attempt, kept so a director can see what happened and why."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trigger: Mapped[SyncTrigger] = mapped_column(enum_column(SyncTrigger))
+    started_at: Mapped[dt.datetime] = mapped_column(index=True)
+    finished_at: Mapped[dt.datetime | None]
+    outcome: Mapped[SyncOutcome] = mapped_column(enum_column(SyncOutcome))
+    error: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(String(200))
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    # The run report as `roster apply --json` prints it (counts, skipped, demoted, hints).
+    report: Mapped[dict[str, Any] | None]
