@@ -221,3 +221,149 @@ class SyncRun(Base):
     pages: Mapped[int] = mapped_column(Integer, default=0)
     # The run report as `roster apply --json` prints it (counts, skipped, demoted, hints).
     report: Mapped[dict[str, Any] | None]
+
+
+# -- the door: attendance, presence, outbox, audit, alerts, lockouts ---------------------------
+# Local data the appliance owns: a roster sync never touches these tables.
+
+
+class Action(enum.StrEnum):
+    CHECK_IN = "check_in"
+    CHECK_OUT = "check_out"
+    CLOCK_IN = "clock_in"
+    CLOCK_OUT = "clock_out"
+
+
+class Method(enum.StrEnum):
+    PIN = "pin"
+    QR = "qr"
+    GEOFENCE = "geofence"
+    STAFF = "staff"
+
+
+class ActorKind(enum.StrEnum):
+    PAYER = "payer"
+    PICKUP = "pickup"
+    STAFF = "staff"
+
+
+class SubjectKind(enum.StrEnum):
+    CHILD = "child"
+    STAFF = "staff"
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+
+
+class AuditOutcome(enum.StrEnum):
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+
+
+class AttendanceEvent(Base):
+    """A check-in/out of a child or a clock-in/out of a teacher. Append-only; id is a UUID v7."""
+
+    __tablename__ = "attendance_events"
+    __table_args__ = (
+        Index("ix_attendance_subject_time", "subject_kind", "subject_id", "occurred_at"),
+        Index("ix_attendance_time", "occurred_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_kind: Mapped[SubjectKind] = mapped_column(enum_column(SubjectKind))
+    # The child's or the teacher's source id (no FK: a child's row is never deleted anyway,
+    # and the event must outlive any schema change of the roster tables).
+    subject_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[Action] = mapped_column(enum_column(Action))
+    occurred_at: Mapped[dt.datetime]
+    method: Mapped[Method] = mapped_column(enum_column(Method))
+    actor_kind: Mapped[ActorKind] = mapped_column(enum_column(ActorKind))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    station_id: Mapped[str] = mapped_column(String(64))
+    clock_synced: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)  # a staff override's reason
+
+
+class Presence(Base):
+    """Who is in now: one row per child or teacher, changed with each event (same transaction)."""
+
+    __tablename__ = "presence"
+
+    subject_kind: Mapped[SubjectKind] = mapped_column(enum_column(SubjectKind), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    present: Mapped[bool] = mapped_column(Boolean)
+    since: Mapped[dt.datetime]
+    event_id: Mapped[str] = mapped_column(ForeignKey("attendance_events.id"))
+
+
+class OutboxEntry(Base):
+    """One event waiting for (or done with) delivery to the cloud; ``id`` orders delivery."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_id", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("attendance_events.id"), unique=True)
+    subject_key: Mapped[str] = mapped_column(String(80))  # "child:C1": events of one subject stay in order
+    payload: Mapped[dict[str, Any]]  # the event exactly as attendance-push.md sends it
+    created_at: Mapped[dt.datetime]
+    state: Mapped[OutboxState] = mapped_column(enum_column(OutboxState), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[dt.datetime | None]
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Every decision, allowed or refused, with the rule and role as they stood. Append-only."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_child", "child_id"),
+        Index("ix_audit_person", "actor_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime]
+    station_id: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str | None] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(40))  # identify, check_in, check_out, clock_in, override, …
+    outcome: Mapped[AuditOutcome] = mapped_column(enum_column(AuditOutcome))
+    reason: Mapped[str | None] = mapped_column(String(40))  # a refusal code
+    actor_kind: Mapped[str | None] = mapped_column(String(20))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    child_id: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str | None] = mapped_column(Text)  # what allowed or refused it, in words
+    event_id: Mapped[str | None] = mapped_column(String(36))
+    detail: Mapped[dict[str, Any] | None]
+
+
+class Alert(Base):
+    """Something staff must see: a restricted person at the door, a locked PIN pad, the cloud refusing us."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_open", "resolved_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime]
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    station_id: Mapped[str | None] = mapped_column(String(64))
+    person_id: Mapped[str | None] = mapped_column(String(64))
+    child_id: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[dt.datetime | None]
+
+
+class StationLockout(Base):
+    """A station's PIN pad lockout, persisted so a restart does not reset it."""
+
+    __tablename__ = "station_lockouts"
+
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    locked_until: Mapped[dt.datetime]
+    lockouts: Mapped[int] = mapped_column(Integer)  # consecutive lockouts: each doubles the next
+    updated_at: Mapped[dt.datetime]

@@ -23,6 +23,9 @@ from edge.config import Config, ConfigError, load_config
 from edge.models import SyncOutcome, SyncTrigger
 from edge.pins import PinHasher
 from edge.roster import roster_snapshot
+from edge.clock import ClockCheck
+from edge.connectivity import Connectivity
+from edge.events import EventBus
 from edge.store import Store, upgrade
 from kiosk_ui.services import Services
 
@@ -50,6 +53,10 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         store=store,
         roster_sync=RosterSyncService(store, hasher),
         schedule=SyncSchedule.from_config(config.sync_slots, config.sync_time_zone),
+        hasher=hasher,
+        events=EventBus(),
+        clock_check=ClockCheck(),
+        connectivity=Connectivity(),
     )
 
 
@@ -385,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except (CliError, ConfigError) as exc:

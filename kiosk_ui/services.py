@@ -6,7 +6,11 @@ from dataclasses import dataclass
 
 from cloud_sync.roster_sync import RosterSyncService
 from cloud_sync.schedule import SyncSchedule
+from edge.clock import ClockCheck
 from edge.config import Config
+from edge.connectivity import Connectivity
+from edge.events import EventBus
+from edge.pins import PinHasher
 from edge.store import Store
 
 
@@ -16,3 +20,7 @@ class Services:
     store: Store
     roster_sync: RosterSyncService
     schedule: SyncSchedule
+    hasher: PinHasher
+    events: EventBus
+    clock_check: ClockCheck
+    connectivity: Connectivity
