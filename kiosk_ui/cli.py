@@ -19,13 +19,13 @@ from typing import Any
 from cloud_sync.roster_client import RosterClient
 from cloud_sync.roster_sync import RosterSyncService, SyncReport, utc_now
 from cloud_sync.schedule import SyncLoop, SyncSchedule
+from edge.clock import ClockCheck
 from edge.config import Config, ConfigError, load_config
+from edge.connectivity import Connectivity
+from edge.events import EventBus
 from edge.models import SyncOutcome, SyncTrigger
 from edge.pins import PinHasher
 from edge.roster import roster_snapshot
-from edge.clock import ClockCheck
-from edge.connectivity import Connectivity
-from edge.events import EventBus
 from edge.store import Store, upgrade
 from kiosk_ui.services import Services
 
