@@ -73,7 +73,7 @@ class Config(BaseSettings):
         const.ROSTER_MAX_ATTEMPTS, ge=1, le=20, description="Attempts per page before the run fails."
     )
     host: str = Field("127.0.0.1", description="Address serve listens on (0.0.0.0 for stations on the LAN).")
-    port: int = Field(8080, ge=1, le=65535, description="Port serve listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port serve listens on (0: any free port).")
     demo: bool = Field(False, description="Demo mode: placeholder secrets allowed.")
 
     @field_validator("sync_slots")
