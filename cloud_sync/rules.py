@@ -396,8 +396,11 @@ class _Planner:
                     authorized[child_id].add(pickup.person_id)
                 else:
                     restricted[child_id][pickup.person_id] = pickup.note
+        pickup_of: dict[str, set[str]] = defaultdict(set)  # person -> children they may pick up
         for child_id in enrolled:
             authorized[child_id] -= restricted[child_id].keys()
+            for person_id in authorized[child_id]:
+                pickup_of[person_id].add(child_id)
 
         children_of_family: dict[str | None, list[str]] = defaultdict(list)
         for child_id, (_child, family_id) in enrolled.items():
@@ -414,7 +417,7 @@ class _Planner:
             name = _full_name(person.first_name, person.last_name)
             families = payer_of.get(person_id, [])
             own = sorted({c for fam in families for c in children_of_family.get(fam, [])})
-            extra = sorted(c for c, ids in authorized.items() if person_id in ids and c not in own)
+            extra = sorted(pickup_of.get(person_id, set()) - set(own))
             if families:
                 role, label = PersonRole.PAYER, f"Parent {name}"
             else:
@@ -473,7 +476,7 @@ class _Planner:
                         )
 
         for child_id, child_links in links.items():
-            for person_id in sorted(authorized[child_id] - self.plan.persons.keys()):
+            for person_id in sorted(p for p in authorized[child_id] if p not in self.plan.persons):
                 child = enrolled[child_id][0]
                 self.hint(
                     Kind.CHILD,

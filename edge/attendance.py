@@ -5,7 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from edge.models import AttendanceEvent, SubjectKind
+from sqlalchemy.orm import Session
+
+from edge.ids import uuid7
+from edge.models import (
+    Action,
+    ActorKind,
+    AttendanceEvent,
+    Method,
+    OutboxEntry,
+    OutboxState,
+    Presence,
+    SubjectKind,
+)
 
 
 def utc_iso_ms(when: dt.datetime) -> str:
@@ -30,3 +42,53 @@ def event_payload(event: AttendanceEvent) -> dict[str, Any]:
 
 def subject_key(event: AttendanceEvent) -> str:
     return f"{event.subject_kind.value}:{event.subject_id}"
+
+
+def record_event(
+    session: Session,
+    *,
+    subject_kind: SubjectKind,
+    subject_id: str,
+    action: Action,
+    method: Method,
+    actor_kind: ActorKind,
+    actor_id: str,
+    station_id: str,
+    occurred_at: dt.datetime,
+    clock_synced: bool,
+    reason: str | None = None,
+) -> AttendanceEvent:
+    """Add the event, its subject's presence and its outbox row to the caller's transaction:
+    the three are committed together or not at all."""
+    event = AttendanceEvent(
+        id=str(uuid7()),
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        action=action,
+        occurred_at=occurred_at,
+        method=method,
+        actor_kind=actor_kind,
+        actor_id=actor_id,
+        station_id=station_id,
+        clock_synced=clock_synced,
+        reason=reason,
+    )
+    session.add(event)
+    session.flush()  # the event row first: presence and outbox point at it
+    present = action in (Action.CHECK_IN, Action.CLOCK_IN)
+    session.merge(
+        Presence(
+            subject_kind=subject_kind, subject_id=subject_id, present=present, since=occurred_at, event_id=event.id
+        )
+    )
+    session.add(
+        OutboxEntry(
+            event_id=event.id,
+            subject_key=subject_key(event),
+            payload=event_payload(event),
+            created_at=occurred_at,
+            state=OutboxState.PENDING,
+            attempts=0,
+        )
+    )
+    return event

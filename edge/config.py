@@ -72,6 +72,11 @@ class Config(BaseSettings):
     sync_max_attempts: int = Field(
         const.ROSTER_MAX_ATTEMPTS, ge=1, le=20, description="Attempts per page before the run fails."
     )
+    cloud_batch_size: int = Field(200, ge=1, le=5_000, description="Attendance events per POST to the cloud.")
+    cloud_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one attendance POST.")
+    outbox_retention_days: float = Field(
+        7.0, ge=0, description="Delivered outbox rows are pruned after this long; attendance itself is kept."
+    )
     host: str = Field("127.0.0.1", description="Address serve listens on (0.0.0.0 for stations on the LAN).")
     port: int = Field(8080, ge=0, le=65535, description="Port serve listens on (0: any free port).")
     demo: bool = Field(False, description="Demo mode: placeholder secrets allowed.")
