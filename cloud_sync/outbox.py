@@ -87,9 +87,7 @@ class OutboxStatus:
 
 def outbox_status(store: Store, connectivity: Connectivity, now: dt.datetime) -> OutboxStatus:
     with store.read() as session:
-        counts = dict(
-            session.execute(select(OutboxEntry.state, func.count()).group_by(OutboxEntry.state)).all()
-        )
+        counts = dict(session.execute(select(OutboxEntry.state, func.count()).group_by(OutboxEntry.state)).all())
         oldest = session.scalar(
             select(func.min(OutboxEntry.created_at)).where(OutboxEntry.state == OutboxState.PENDING)
         )
@@ -160,6 +158,11 @@ class OutboxSender:
         self._backoff = _Backoff(backoff_base_s, backoff_max_s, jitter)
         self._wake = threading.Event()
         self._last_prune: dt.datetime | None = None
+
+    def close(self) -> None:
+        close = getattr(self.poster, "close", None)
+        if callable(close):
+            close()
 
     # -- waking ----------------------------------------------------------------------------
 

@@ -185,13 +185,15 @@ class RosterClient:
         result_etag: str | None = None
         cursor: str | None = None
         seen_cursors: set[str] = set()
-        if self._ssl_context is None and self._transport is None:
+        https = self.base_url.startswith("https:")
+        if https and self._ssl_context is None and self._transport is None:
             self._ssl_context = httpx.create_ssl_context()
         with httpx.Client(
             base_url=self.base_url,
             timeout=self.timeout_s,
             transport=self._transport,
-            verify=self._ssl_context or True,
+            # Plain HTTP (the stand-in, a LAN source) has no TLS to verify: skip loading CAs.
+            verify=self._ssl_context if https and self._ssl_context else https,
             headers={
                 "Authorization": f"Bearer {self._token}",
                 "Accept": "application/json",

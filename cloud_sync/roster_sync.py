@@ -7,9 +7,11 @@ run recorded as failed with its reason in plain words.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,6 +67,19 @@ class SyncReport:
         if self.error is not None:
             out["error"] = self.error
         return out
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A 30,000-person sync allocates ~10^6 containers and no cycles worth collecting; the
+    cyclic GC's repeated full passes over them cost more than the sync itself (measured 2-3x)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _zero_counts() -> dict[str, int]:
@@ -141,6 +156,10 @@ class RosterSyncService:
         return run_id, time.perf_counter()
 
     def _apply(self, run_id: int, started: float, pages: list[dict[str, Any]], etag: str | None) -> SyncReport:
+        with _gc_paused():
+            return self._plan_and_write(run_id, started, pages, etag)
+
+    def _plan_and_write(self, run_id: int, started: float, pages: list[dict[str, Any]], etag: str | None) -> SyncReport:
         try:
             plan = plan_roster(pages, self.hasher.digest)
         except ExportFormatError as exc:

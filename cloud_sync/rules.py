@@ -11,7 +11,7 @@ import base64
 import binascii
 import enum
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -250,8 +250,8 @@ class _Planner:
 
     # -- R3 ---------------------------------------------------------------------------------
 
-    def employees(self, raws: Iterable[Any]) -> None:
-        for raw in raws:
+    def employees(self, raws: list[Any]) -> None:
+        for raw in _consume(raws):
             try:
                 rec = parse_record(EmployeeRecord, raw)
             except RecordError as err:
@@ -300,7 +300,7 @@ class _Planner:
 
     # -- R4-R8: families --------------------------------------------------------------------
 
-    def families(self, raws: Iterable[Any]) -> None:
+    def families(self, raws: list[Any]) -> None:
         people: dict[str, tuple[PersonRecord, str | None]] = {}
         payer_of: dict[str, list[str | None]] = defaultdict(list)  # person -> family ids
         children: list[tuple[ChildRecord, str | None]] = []
@@ -413,7 +413,8 @@ class _Planner:
                     {"child_id": child_id, "person_id": person_id, "relation": LinkRelation.RESTRICTED, "note": note}
                 )
 
-        for person_id, (person, family_id) in people.items():
+        for person_id in list(people):
+            person, family_id = people.pop(person_id)  # each record freed once it is a row
             name = _full_name(person.first_name, person.last_name)
             families = payer_of.get(person_id, [])
             own = sorted({c for fam in families for c in children_of_family.get(fam, [])})
@@ -534,6 +535,13 @@ def _dedupe_devices(plan: RosterPlan) -> None:
             )
 
 
+def _consume(raws: list[Any]) -> Iterator[Any]:
+    """Yield and drop each raw record, in order, so parsed and raw copies never pile up."""
+    raws.reverse()
+    while raws:
+        yield raws.pop()
+
+
 def _envelope_list(page: Mapping[str, Any], key: str, number: int) -> list[Any]:
     value = page.get(key)
     if value is None:
@@ -543,9 +551,11 @@ def _envelope_list(page: Mapping[str, Any], key: str, number: int) -> list[Any]:
     return value
 
 
-def plan_roster(pages: list[Mapping[str, Any]], pin_digest: Callable[[str], str]) -> RosterPlan:
+def plan_roster(pages: list[dict[str, Any]], pin_digest: Callable[[str], str]) -> RosterPlan:
     """Apply R1-R8 to a complete export (every page). Raises ``ExportFormatError`` only when
-    the export as a whole is unusable; a bad record is skipped with its reason."""
+    the export as a whole is unusable; a bad record is skipped with its reason.
+
+    The pages' ``employees`` and ``families`` lists are emptied as they are read."""
     if not pages:
         raise ExportFormatError("The roster export is empty")
     first = pages[0]
@@ -560,6 +570,11 @@ def plan_roster(pages: list[Mapping[str, Any]], pin_digest: Callable[[str], str]
     for number, page in enumerate(pages, start=1):
         employees.extend(_envelope_list(page, "employees", number))
         families.extend(_envelope_list(page, "families", number))
+    for page in pages:
+        # The plan consumes the export: raw records go as they are read (memory: 30,000 people).
+        for key in ("employees", "families"):
+            if isinstance(page.get(key), list):
+                page[key] = []  # type: ignore[index]
     planner.employees(employees)
     planner.families(families)
     planner.settle_pins()

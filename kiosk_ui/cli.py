@@ -13,9 +13,12 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from cloud_sync.attendance_client import AttendanceClient
+from cloud_sync.outbox import OutboxSender, outbox_status
 from cloud_sync.roster_client import RosterClient
 from cloud_sync.roster_sync import RosterSyncService, SyncReport, utc_now
 from cloud_sync.schedule import SyncLoop, SyncSchedule
@@ -48,15 +51,36 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
     if migrate:
         upgrade(store)
     hasher = PinHasher.from_data_dir(config.data_dir)
+    events = EventBus()
+    clock_check = ClockCheck()
+    connectivity = Connectivity()
+    outbox = None
+    if config.cloud_url:
+        poster = AttendanceClient(
+            config.cloud_url,
+            config.center_id,
+            config.cloud_token.get_secret_value(),
+            timeout_s=config.cloud_timeout_s,
+        )
+        outbox = OutboxSender(
+            store,
+            poster,
+            connectivity=connectivity,
+            clock_check=clock_check,
+            events=events,
+            batch_size=config.cloud_batch_size,
+            retention=dt.timedelta(days=config.outbox_retention_days),
+        )
     return Services(
         config=config,
         store=store,
         roster_sync=RosterSyncService(store, hasher),
         schedule=SyncSchedule.from_config(config.sync_slots, config.sync_time_zone),
         hasher=hasher,
-        events=EventBus(),
-        clock_check=ClockCheck(),
-        connectivity=Connectivity(),
+        events=events,
+        clock_check=clock_check,
+        connectivity=connectivity,
+        outbox=outbox,
     )
 
 
@@ -142,14 +166,13 @@ def _read_export_file(path: Path) -> list[dict[str, Any]]:
 
 def cmd_roster_apply(args: argparse.Namespace) -> int:
     pages = _read_export_file(Path(args.file))
-    services = build_services(_config(args))
-    report = services.roster_sync.apply_export(pages, SyncTrigger.FILE)
+    with closing(build_services(_config(args))) as services:
+        report = services.roster_sync.apply_export(pages, SyncTrigger.FILE)
     return _print_report(report, args.json)
 
 
 def cmd_roster_show(args: argparse.Namespace) -> int:
-    services = build_services(_config(args))
-    with services.store.read() as session:
+    with closing(build_services(_config(args))) as services, services.store.read() as session:
         snapshot = roster_snapshot(session=session)
     if args.json:
         _print_json(snapshot)
@@ -191,16 +214,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if args.json:
             _print_json([r.strftime("%Y-%m-%dT%H:%M:%SZ") for r in runs])
             return 0
-        services = build_services(config)
-        local_zone = _center_zone(services)
+        with closing(build_services(config)) as services:
+            local_zone = _center_zone(services)
         for run in runs:
             pacific = run.astimezone(schedule.zone).strftime("%a %Y-%m-%d %H:%M %Z")
             local = run.astimezone(local_zone).strftime("%H:%M %Z") if local_zone else "-"
             print(f"{pacific:<28} center time {local:<10} {run.strftime('%Y-%m-%dT%H:%M:%SZ')}")
         return 0
     config.check_secrets()
-    services = build_services(config)
-    report = services.roster_sync.pull(roster_client(config), SyncTrigger.MANUAL)
+    with closing(build_services(config)) as services:
+        report = services.roster_sync.pull(roster_client(config), SyncTrigger.MANUAL)
     return _print_report(report, args.json)
 
 
@@ -224,6 +247,46 @@ def cmd_config(args: argparse.Namespace) -> int:
         dumped[name] = "(set)" if getattr(config, name).get_secret_value() else "(empty)"
     dumped["station_tokens"] = dict.fromkeys(config.station_tokens, "(set)")
     _print_json(dumped)
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    with closing(build_services(_config(args))) as services:
+        return _outbox(services, args)
+
+
+def _outbox(services: Services, args: argparse.Namespace) -> int:
+    if args.action == "drain":
+        if services.outbox is None:
+            raise CliError("No cloud is set: set CHECKIN_EDGE_CLOUD_URL (or cloud_url in the config file)")
+        outcome = services.outbox.drain()
+        status = outbox_status(services.store, services.connectivity, utc_now())
+        result = {
+            "sent": outcome.sent,
+            "delivered": outcome.delivered,
+            "duplicates": outcome.duplicates,
+            "rejected": outcome.rejected,
+            "error": str(outcome.error) if outcome.error else None,
+            "pending": status.pending,
+        }
+        if args.json:
+            _print_json(result)
+        else:
+            print(
+                f"Sent {outcome.sent}: {outcome.delivered} delivered, {outcome.duplicates} already there, "
+                f"{outcome.rejected} rejected; {status.pending} still pending"
+                + (f" ({outcome.error})" if outcome.error else "")
+            )
+        return EXIT_FAILED if outcome.error or status.pending else 0
+    status = outbox_status(services.store, services.connectivity, utc_now())
+    if args.json:
+        _print_json(status.as_json())
+        return 0
+    age = "-" if status.oldest_pending_age_s is None else f"{status.oldest_pending_age_s:.0f} s"
+    print(f"Pending:        {status.pending} (oldest {age})")
+    print(f"Failed:         {status.failed} (rejected by the cloud; see the dashboard)")
+    print(f"Last success:   {status.last_success.isoformat() if status.last_success else '-'}")
+    print(f"Last error:     {status.last_error or '-'}")
     return 0
 
 
@@ -252,6 +315,16 @@ def _serve(services: Services, sock: socket.socket, stop: threading.Event) -> No
         stop.set()
 
 
+def _start_outbox(services: Services, stop: threading.Event) -> None:
+    sender = services.outbox
+    if sender is None:
+        log.warning("no cloud_url set: attendance is recorded and kept in the outbox until one is")
+        return
+    threading.Thread(target=sender.run, args=(stop,), name="outbox-sender", daemon=True).start()
+    # Wake it on shutdown too, so it sees the stop at once.
+    threading.Thread(target=lambda: (stop.wait(), sender.wake()), name="outbox-stopper", daemon=True).start()
+
+
 def _start_sync_loop(services: Services, stop: threading.Event) -> None:
     config = services.config
     if config.sync_driver != "serve" or not config.source_url:
@@ -273,6 +346,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock = _bind(host, config.port if args.port is None else args.port)
     stop = threading.Event()
     _start_sync_loop(services, stop)
+    _start_outbox(services, stop)
     log.info("serving on http://%s:%d", host, sock.getsockname()[1])
     _serve(services, sock, stop)
     return 0
@@ -315,6 +389,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("Press Ctrl-C to stop.", flush=True)
         stop = threading.Event()
         _start_sync_loop(services, stop)
+        _start_outbox(services, stop)
         _serve(services, sock, stop)
     return 0
 
@@ -378,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sync", cmd_sync, "pull the roster from the source once, or list the next scheduled pulls")
     p.add_argument("--next", type=int, default=None, metavar="N", help="print the next N scheduled pulls instead")
     p.add_argument("--after", default=None, metavar="ISO-8601", help="with --next: count from this instant")
+
+    p = add("outbox", cmd_outbox, "attendance waiting for the cloud: status, or send it all now")
+    p.add_argument("action", choices=["status", "drain"])
 
     p = add("config", cmd_config, "check or print the merged configuration", json_flag=False)
     p.add_argument("action", choices=["check", "dump"])

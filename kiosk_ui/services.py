@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cloud_sync.outbox import OutboxSender
 from cloud_sync.roster_sync import RosterSyncService
 from cloud_sync.schedule import SyncSchedule
 from edge.clock import ClockCheck
@@ -24,3 +25,9 @@ class Services:
     events: EventBus
     clock_check: ClockCheck
     connectivity: Connectivity
+    outbox: OutboxSender | None = None  # None when no cloud is configured: events wait in the outbox
+
+    def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        self.store.close()
