@@ -19,7 +19,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -45,10 +45,23 @@ class RosterFetchError(Exception):
 
 @dataclass(frozen=True)
 class RosterFetch:
+    """The export as received. Pages are kept as the bytes that came over the wire and parsed
+    again one at a time when applied: parsed, 30,000 people take ~6x their JSON size, and
+    holding every parsed page beside the plan cost the sync its memory budget."""
+
     not_modified: bool
     etag: str | None
-    pages: list[dict[str, Any]]
+    bodies: tuple[bytes, ...]
     bytes_received: int
+
+    def iter_pages(self) -> Iterator[dict[str, Any]]:
+        for body in self.bodies:
+            page: dict[str, Any] = json.loads(body)
+            yield page
+
+    @property
+    def pages(self) -> list[dict[str, Any]]:
+        return list(self.iter_pages())
 
 
 class _Retry(Exception):
@@ -180,7 +193,7 @@ class RosterClient:
     def fetch(self, etag: str | None) -> RosterFetch:
         """Every page of the current export, or ``not_modified`` when it still has ``etag``."""
         started = time.monotonic()
-        pages: list[dict[str, Any]] = []
+        pages: list[bytes] = []
         bytes_received = 0
         result_etag: str | None = None
         cursor: str | None = None
@@ -212,7 +225,7 @@ class RosterClient:
                 response = self._get(http, page_no, params, headers)
                 if response.status_code == 304:
                     log.info("roster not modified (etag %s)", etag)
-                    return RosterFetch(not_modified=True, etag=etag, pages=[], bytes_received=0)
+                    return RosterFetch(not_modified=True, etag=etag, bodies=(), bytes_received=0)
                 bytes_received += len(response.content)
                 try:
                     parsed = json.loads(response.content)
@@ -227,8 +240,9 @@ class RosterClient:
                         f"The roster changed while it was being read ({_page_name(page_no).lower()} "
                         "belongs to a newer export); the next sync starts over"
                     )
-                pages.append(page)
+                pages.append(response.content)
                 cursor = page["next_cursor"]
+                del page, parsed  # only the bytes are kept (see RosterFetch)
                 if cursor is None:
                     break
                 if cursor in seen_cursors:
@@ -244,7 +258,7 @@ class RosterClient:
             result_etag,
             time.monotonic() - started,
         )
-        return RosterFetch(not_modified=False, etag=result_etag, pages=pages, bytes_received=bytes_received)
+        return RosterFetch(not_modified=False, etag=result_etag, bodies=tuple(pages), bytes_received=bytes_received)
 
     def _get(
         self, http: httpx.Client, page_no: int, params: dict[str, str | int], headers: dict[str, str]

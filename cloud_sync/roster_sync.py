@@ -10,7 +10,7 @@ import datetime as dt
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,9 +34,13 @@ def utc_now() -> dt.datetime:
 
 
 class RosterFetchLike(Protocol):
-    not_modified: bool
-    etag: str | None
-    pages: list[dict[str, Any]]
+    @property
+    def not_modified(self) -> bool: ...
+    @property
+    def etag(self) -> str | None: ...
+    @property
+    def bodies(self) -> tuple[bytes, ...]: ...
+    def iter_pages(self) -> Iterator[dict[str, Any]]: ...
 
 
 class RosterSource(Protocol):
@@ -103,13 +107,13 @@ class RosterSyncService:
             return self._fail(run_id, started, exc)
         if fetched.not_modified:
             return self._finish_not_modified(run_id, started, fetched.etag)
-        return self._apply(run_id, started, fetched.pages, fetched.etag)
+        return self._apply(run_id, started, fetched.iter_pages(), fetched.etag, len(fetched.bodies))
 
     def apply_export(self, pages: list[dict[str, Any]], trigger: SyncTrigger = SyncTrigger.FILE) -> SyncReport:
         """Apply an export already in hand (a saved file), by the same rules."""
         run_id, started = self._begin(trigger)
         etag = pages[0].get("etag") if pages and isinstance(pages[0], Mapping) else None
-        return self._apply(run_id, started, pages, etag if isinstance(etag, str) else None)
+        return self._apply(run_id, started, pages, etag if isinstance(etag, str) else None, len(pages))
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -155,11 +159,15 @@ class RosterSyncService:
         log.info("roster sync %s started (%s)", run_id, trigger.value)
         return run_id, time.perf_counter()
 
-    def _apply(self, run_id: int, started: float, pages: list[dict[str, Any]], etag: str | None) -> SyncReport:
+    def _apply(
+        self, run_id: int, started: float, pages: Iterable[dict[str, Any]], etag: str | None, page_count: int
+    ) -> SyncReport:
         with _gc_paused():
-            return self._plan_and_write(run_id, started, pages, etag)
+            return self._plan_and_write(run_id, started, pages, etag, page_count)
 
-    def _plan_and_write(self, run_id: int, started: float, pages: list[dict[str, Any]], etag: str | None) -> SyncReport:
+    def _plan_and_write(
+        self, run_id: int, started: float, pages: Iterable[dict[str, Any]], etag: str | None, page_count: int
+    ) -> SyncReport:
         try:
             plan = plan_roster(pages, self.hasher.digest)
         except ExportFormatError as exc:
@@ -172,7 +180,7 @@ class RosterSyncService:
                 result = apply_plan(session, plan, self.clock())
                 report = self._report(run_id, started, SyncOutcome.OK, plan, result)
                 run = session.get_one(SyncRun, run_id)
-                run.outcome, run.finished_at, run.etag, run.pages = SyncOutcome.OK, self.clock(), etag, len(pages)
+                run.outcome, run.finished_at, run.etag, run.pages = SyncOutcome.OK, self.clock(), etag, page_count
                 run.report = report.as_json()
         except Exception as exc:
             log.exception("roster sync %s: applying failed; the roster is unchanged", run_id)

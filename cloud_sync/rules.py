@@ -11,7 +11,7 @@ import base64
 import binascii
 import enum
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -139,6 +139,12 @@ class _Planner:
         self.plan = RosterPlan()
         # digest -> [(kind, id, name)] of everyone who syncs with that PIN
         self.pins: dict[str, list[tuple[Kind, str, str]]] = defaultdict(list)
+        # families, gathered page by page: a payer of one family may pick up in another
+        self._people: dict[str, tuple[PersonRecord, str | None]] = {}
+        self._payer_of: dict[str, list[str | None]] = defaultdict(list)  # person -> family ids
+        self._raw_children: list[tuple[ChildRecord, str | None]] = []
+        self._family_names: dict[str | None, str] = {}
+        self._family_payers: dict[str | None, list[str]] = defaultdict(list)
 
     def skip(self, kind: Kind, source_id: str | None, rule: Rule, reason: str) -> None:
         self.plan.skipped.append(Finding(kind, source_id, rule, reason))
@@ -251,7 +257,7 @@ class _Planner:
     # -- R3 ---------------------------------------------------------------------------------
 
     def employees(self, raws: list[Any]) -> None:
-        for raw in _consume(raws):
+        for raw in raws:
             try:
                 rec = parse_record(EmployeeRecord, raw)
             except RecordError as err:
@@ -300,12 +306,8 @@ class _Planner:
 
     # -- R4-R8: families --------------------------------------------------------------------
 
-    def families(self, raws: list[Any]) -> None:
-        people: dict[str, tuple[PersonRecord, str | None]] = {}
-        payer_of: dict[str, list[str | None]] = defaultdict(list)  # person -> family ids
-        children: list[tuple[ChildRecord, str | None]] = []
-        family_names: dict[str | None, str] = {}
-        family_payers: dict[str | None, list[str]] = defaultdict(list)
+    def parse_families(self, raws: list[Any]) -> None:
+        """Read one page's families; the rules that span families run in ``finish_families``."""
         for raw in raws:
             if not isinstance(raw, dict):
                 self.skip(
@@ -313,26 +315,28 @@ class _Planner:
                 )
                 continue
             family_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-            family_names[family_id] = str(raw.get("name") or family_id or "(no name)")
+            self._family_names[family_id] = str(raw.get("name") or family_id or "(no name)")
             for raw_person in raw.get("persons") or []:
                 try:
                     person = parse_record(PersonRecord, raw_person)
                 except RecordError as err:
                     self.plan.skipped.append(_unreadable(Kind.PERSON, Rule.R4, err))
                     continue
-                if person.id not in people:
-                    people[person.id] = (person, family_id)
+                if person.id not in self._people:
+                    self._people[person.id] = (person, family_id)
                 if person.payer:
-                    payer_of[person.id].append(family_id)
-                    family_payers[family_id].append(person.id)
+                    self._payer_of[person.id].append(family_id)
+                    self._family_payers[family_id].append(person.id)
             for raw_child in raw.get("children") or []:
                 try:
-                    children.append((parse_record(ChildRecord, raw_child), family_id))
+                    self._raw_children.append((parse_record(ChildRecord, raw_child), family_id))
                 except RecordError as err:
                     self.plan.skipped.append(_unreadable(Kind.CHILD, Rule.R6, err))
 
-        enrolled = self._children(children, people, family_names, family_payers)
-        self._people(people, payer_of, enrolled)
+    def finish_families(self) -> None:
+        enrolled = self._children(self._raw_children, self._people, self._family_names, self._family_payers)
+        self._raw_children = []
+        self._people_rows(self._people, self._payer_of, enrolled)
 
     def _children(
         self,
@@ -382,9 +386,9 @@ class _Planner:
                 )
         return enrolled
 
-    def _people(
+    def _people_rows(
         self,
-        people: Mapping[str, tuple[PersonRecord, str | None]],
+        people: dict[str, tuple[PersonRecord, str | None]],
         payer_of: Mapping[str, list[str | None]],
         enrolled: Mapping[str, tuple[ChildRecord, str | None]],
     ) -> None:
@@ -535,13 +539,6 @@ def _dedupe_devices(plan: RosterPlan) -> None:
             )
 
 
-def _consume(raws: list[Any]) -> Iterator[Any]:
-    """Yield and drop each raw record, in order, so parsed and raw copies never pile up."""
-    raws.reverse()
-    while raws:
-        yield raws.pop()
-
-
 def _envelope_list(page: Mapping[str, Any], key: str, number: int) -> list[Any]:
     value = page.get(key)
     if value is None:
@@ -551,32 +548,24 @@ def _envelope_list(page: Mapping[str, Any], key: str, number: int) -> list[Any]:
     return value
 
 
-def plan_roster(pages: list[dict[str, Any]], pin_digest: Callable[[str], str]) -> RosterPlan:
-    """Apply R1-R8 to a complete export (every page). Raises ``ExportFormatError`` only when
-    the export as a whole is unusable; a bad record is skipped with its reason.
-
-    The pages' ``employees`` and ``families`` lists are emptied as they are read."""
-    if not pages:
-        raise ExportFormatError("The roster export is empty")
-    first = pages[0]
-    if not isinstance(first.get("school"), dict):
-        raise ExportFormatError("The roster export has no school on its first page")
+def plan_roster(pages: Iterable[Mapping[str, Any]], pin_digest: Callable[[str], str]) -> RosterPlan:
+    """Apply R1-R8 to a complete export (every page, in order; an iterator is read once, a
+    page at a time). Raises ``ExportFormatError`` only when the export as a whole is
+    unusable; a bad record is skipped with its reason."""
     planner = _Planner(pin_digest)
-    planner.school(first["school"])
-    planner.rooms(_envelope_list(first, "rooms", 1))
-    planner.keys(_envelope_list(first, "keys", 1))
-    employees: list[Any] = []
-    families: list[Any] = []
+    number = 0
     for number, page in enumerate(pages, start=1):
-        employees.extend(_envelope_list(page, "employees", number))
-        families.extend(_envelope_list(page, "families", number))
-    for page in pages:
-        # The plan consumes the export: raw records go as they are read (memory: 30,000 people).
-        for key in ("employees", "families"):
-            if isinstance(page.get(key), list):
-                page[key] = []  # type: ignore[index]
-    planner.employees(employees)
-    planner.families(families)
+        if number == 1:
+            if not isinstance(page.get("school"), dict):
+                raise ExportFormatError("The roster export has no school on its first page")
+            planner.school(page["school"])
+            planner.rooms(_envelope_list(page, "rooms", 1))
+            planner.keys(_envelope_list(page, "keys", 1))
+        planner.employees(_envelope_list(page, "employees", number))
+        planner.parse_families(_envelope_list(page, "families", number))
+    if number == 0:
+        raise ExportFormatError("The roster export is empty")
+    planner.finish_families()
     planner.settle_pins()
     _dedupe_devices(planner.plan)
     return planner.plan

@@ -73,7 +73,7 @@ def test_fetch_follows_the_cursor_to_the_end(
 def test_the_current_etag_is_one_304_round_trip(standin: StandinCloud, sleeps: RecordingSleep) -> None:
     etag = standin.state.etag
     fetch = client(standin, sleeps, page_limit=10).fetch(etag)
-    assert fetch == RosterFetch(not_modified=True, etag=etag, pages=[], bytes_received=0)
+    assert fetch == RosterFetch(not_modified=True, etag=etag, bodies=(), bytes_received=0)
     assert standin.state.requests["roster"] == 1
 
 
