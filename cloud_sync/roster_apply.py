@@ -131,13 +131,9 @@ class _TableApplier:
                 updates.append({**row, "active": True, "content_hash": digest, "changed_at": now})
             else:
                 result.unchanged += 1
-        demote = [
-            {"id": source_id, "active": False, "changed_at": now}
-            for source_id, (_, active, _) in existing.items()
-            if active and source_id not in desired
-        ]
-        for row in demote:
-            source_id = row["id"]
+        gone = [source_id for source_id, (_, active, _) in existing.items() if active and source_id not in desired]
+        demote: list[Row] = [{"id": source_id, "active": False, "changed_at": now} for source_id in gone]
+        for source_id in gone:
             why = self.reasons.get((kind, source_id))
             if why:
                 result.demoted.extend(why)

@@ -16,13 +16,13 @@ from edge.models import AppDevice, Child, ChildLink, LinkRelation, Person, Room,
 
 def roster_snapshot(*, session: Session) -> dict[str, Any]:
     school = session.scalars(select(School).limit(1)).first()
-    links = defaultdict(lambda: defaultdict(list))  # child -> relation -> people
-    takes = defaultdict(list)  # person -> children they may take
+    links: defaultdict[str, defaultdict[LinkRelation, list[str]]] = defaultdict(lambda: defaultdict(list))
+    takes: defaultdict[str, list[str]] = defaultdict(list)  # person -> children they may take
     for link in session.scalars(select(ChildLink).order_by(ChildLink.child_id, ChildLink.person_id)):
         links[link.child_id][link.relation].append(link.person_id)
         if link.relation is not LinkRelation.RESTRICTED:
             takes[link.person_id].append(link.child_id)
-    devices = defaultdict(list)
+    devices: defaultdict[str, list[str]] = defaultdict(list)
     for device in session.scalars(select(AppDevice).where(AppDevice.active).order_by(AppDevice.device_id)):
         devices[device.person_id].append(device.device_id)
     return {
