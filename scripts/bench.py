@@ -11,10 +11,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from scripts import bench_roster
+from scripts import bench_outbox, bench_roster
 
 SUITES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "roster": bench_roster.run,
+    "outbox": bench_outbox.run,
 }
 
 

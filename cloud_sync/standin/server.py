@@ -473,6 +473,19 @@ def create_standin_app(state: StandinState) -> FastAPI:
             requests = dict(state.requests)
         return _json(200, {"faults": faults, "requests": requests})
 
+    @app.get("/_control/attendance")
+    async def get_attendance(request: Request) -> Response:
+        """What the cloud holds, in order of receipt, with when each arrived (benchmarks, demo)."""
+        state = current(request)
+        if not _bearer_ok(request, state.source_token):
+            return _unauthorized()
+        with state.lock:
+            events = [
+                {"event": event, "received_at": state.received_at[event["event_id"]]} for event in state.attendance
+            ]
+            rejected = list(state.rejected)
+        return _json(200, {"events": events, "rejected": rejected})
+
     @app.post("/_control/faults")
     async def set_faults(request: Request) -> Response:
         """``{"roster": {"status": 503, "times": 2}, "attendance": null}``: null clears."""
