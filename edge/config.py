@@ -77,8 +77,29 @@ class Config(BaseSettings):
     outbox_retention_days: float = Field(
         7.0, ge=0, description="Delivered outbox rows are pruned after this long; attendance itself is kept."
     )
+    backup_dir: Path | None = Field(
+        None,
+        description="Where `checkin-edge backup` writes (nightly, by checkin-edge-backup.timer); default "
+        "data_dir/backups. Best on a second disk (a USB stick) so a dead SD card does not take the backups.",
+    )
+    backup_keep: int = Field(
+        const.BACKUP_KEEP, ge=1, le=1_000, description="Backups kept in backup_dir; older ones are deleted."
+    )
+    low_disk_free_mb: float = Field(
+        const.LOW_DISK_MIN_FREE_BYTES / 1024 / 1024,
+        ge=0,
+        description="Staff are warned when the data directory's disk has less than this many MB free...",
+    )
+    low_disk_free_percent: float = Field(
+        const.LOW_DISK_MIN_FREE_RATIO * 100, ge=0, le=100, description="...or less than this share of it."
+    )
     host: str = Field("127.0.0.1", description="Address serve listens on (0.0.0.0 for stations on the LAN).")
     port: int = Field(8080, ge=0, le=65535, description="Port serve listens on (0: any free port).")
+    closing_time: str = Field(
+        const.CLOSING_TIME,
+        description="The center's closing time (HH:MM, in the school's time zone): children still checked in "
+        "after it are listed as end-of-day exceptions on the dashboard.",
+    )
     demo: bool = Field(False, description="Demo mode: placeholder secrets allowed.")
 
     @field_validator("sync_slots")
@@ -91,6 +112,14 @@ class Config(BaseSettings):
         if not slots:
             raise ValueError("at least one slot is needed")
         return tuple(sorted(slots))
+
+    @field_validator("closing_time")
+    @classmethod
+    def _closing_is_a_time(cls, value: str) -> str:
+        hh, sep, mm = value.partition(":")
+        if not (sep and hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
+            raise ValueError(f"{value!r} is not a time of day as HH:MM")
+        return f"{int(hh):02d}:{int(mm):02d}"
 
     @field_validator("sync_time_zone")
     @classmethod
@@ -121,6 +150,10 @@ class Config(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+    @property
+    def backup_path(self) -> Path:
+        return self.backup_dir or self.data_dir / const.BACKUP_DIR_NAME
 
     @property
     def db_url(self) -> str:

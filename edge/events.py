@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[["LiveEvent"], None]
 
+# Published once when the hub begins to stop: open streams end, so the server can exit at
+# once and screens reconnect to the next one.
+SHUTDOWN = "shutdown"
+
 
 @dataclass(frozen=True)
 class LiveEvent:

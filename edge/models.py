@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy import DateTime as SADateTime
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
@@ -367,3 +367,120 @@ class StationLockout(Base):
     locked_until: Mapped[dt.datetime]
     lockouts: Mapped[int] = mapped_column(Integer)  # consecutive lockouts: each doubles the next
     updated_at: Mapped[dt.datetime]
+
+
+# -- QR tokens: badges this appliance issued, app-code nonces it has seen (edge.tokens, edge.badges) --
+# Local data, like the door's: a roster sync never touches these tables.
+
+
+class Badge(Base):
+    """A badge this appliance signed: verification accepts only badges listed here and not revoked.
+
+    Keyed by the token's nonce (16 hex digits). The token itself is not kept: it is a bearer
+    credential, and a database copy must not be enough to print someone's badge.
+    """
+
+    __tablename__ = "badges"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # the token's nonce, hex
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    kid: Mapped[str] = mapped_column(String(64))  # the appliance key that signed it
+    issued_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class SeenNonce(Base):
+    """An app code's nonce, kept until the code expires (plus the clock tolerance): a replay is refused."""
+
+    __tablename__ = "seen_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(16), primary_key=True)  # hex
+    keep_until: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+# -- phones at the fence: the center's geofence, each phone's state, accepted fixes (edge.pings) --
+# Local data the appliance owns: a roster sync never touches these tables.
+
+
+class PresenceState(enum.StrEnum):
+    """Where a phone's fixes put its person (edge.geofence)."""
+
+    AWAY = "away"
+    ARRIVING = "arriving"
+    ON_SITE = "on_site"
+    UNCERTAIN = "uncertain"
+
+
+class SiteGeofence(Base):
+    """The center's on-site area (GeoJSON, as staff set it) and its arriving ring; one row, id 1."""
+
+    __tablename__ = "geofence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    on_site: Mapped[dict[str, Any]]
+    arriving_m: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer)  # bumped on each change: a running hub reloads
+    updated_at: Mapped[dt.datetime]
+
+
+class PhoneTrack(Base):
+    """Each registered phone's replay counter and latest state. ``last_seq`` is kept for good (it
+    refuses replays); the position columns are cleared after the fix retention."""
+
+    __tablename__ = "phone_tracks"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64))
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    fix_at: Mapped[dt.datetime | None]
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    state: Mapped[PresenceState | None] = mapped_column(enum_column(PresenceState))
+    place: Mapped[PresenceState | None] = mapped_column(enum_column(PresenceState))
+    place_since: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime]
+
+
+class PhoneFix(Base):
+    """An accepted fix: people's locations, so kept hours, not years (const.FIX_RETENTION_H)."""
+
+    __tablename__ = "phone_fixes"
+    __table_args__ = (Index("ix_phone_fixes_fix_at", "fix_at"), Index("ix_phone_fixes_device", "device_id", "fix_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[str] = mapped_column(String(64))
+    fix_at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime]
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float] = mapped_column(Float)
+    state: Mapped[PresenceState] = mapped_column(enum_column(PresenceState))
+
+
+# -- staff accounts: who may log in to the dashboard (edge.staff) ---------------------------------
+# Local data, like the door's: a roster sync never touches this table.
+
+
+class StaffRole(enum.StrEnum):
+    DIRECTOR = "director"  # everything, including sync, unlocking a PIN pad, badges, the geofence
+    TEACHER = "teacher"  # sees everything, and checks children in or out by hand
+
+
+class StaffAccount(Base):
+    """A dashboard login. Only an argon2id hash of the password is kept."""
+
+    __tablename__ = "staff_accounts"
+
+    username: Mapped[str] = mapped_column(String(32), primary_key=True)  # lower case
+    role: Mapped[StaffRole] = mapped_column(enum_column(StaffRole))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    # The roster's teacher this login is, when it is one: overrides are then recorded as that
+    # teacher; otherwise as the account itself ("user:<username>").
+    teacher_id: Mapped[str | None] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime]
+    # Changed with the password: a session opened before no longer counts.
+    password_changed_at: Mapped[dt.datetime]

@@ -69,6 +69,12 @@ class Store:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def writer_busy(self) -> bool:
+        """Whether a thread is inside ``transaction()`` now: a hint (it may change at once) for a
+        caller choosing between running a short write where it is and handing it to a thread."""
+        return self._write_lock.locked()
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """The one writer: commit on success, roll back on any exception."""

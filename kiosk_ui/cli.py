@@ -22,14 +22,23 @@ from cloud_sync.outbox import OutboxSender, outbox_status
 from cloud_sync.roster_client import RosterClient
 from cloud_sync.roster_sync import RosterSyncService, SyncReport, utc_now
 from cloud_sync.schedule import SyncLoop, SyncSchedule
+from edge.backup import BackupError, backup, restore
+from edge.badges import BadgeError, BadgeKey, BadgeService, write_badge
+from edge.checkin import CheckinService
 from edge.clock import ClockCheck
 from edge.config import Config, ConfigError, load_config
 from edge.connectivity import Connectivity
+from edge.disk import DiskWatch
 from edge.events import EventBus
 from edge.models import SyncOutcome, SyncTrigger
+from edge.pings import PingService
 from edge.pins import PinHasher
 from edge.roster import roster_snapshot
+from edge.staff import StaffAccounts, StaffError
+from edge.stations import StationAuthenticator
 from edge.store import Store, upgrade
+from edge.tokens import TokenService
+from edge.watchdog import ServeSupervisor
 from kiosk_ui.services import Services
 
 log = logging.getLogger("checkin_edge")
@@ -71,6 +80,17 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
             batch_size=config.cloud_batch_size,
             retention=dt.timedelta(days=config.outbox_retention_days),
         )
+    badge_key = BadgeKey.from_data_dir(config.data_dir)
+    token_verifier = TokenService(store, badge_key.private_key.public_key(), badge_kid=badge_key.kid)
+    checkin = CheckinService(
+        store,
+        hasher,
+        events,
+        clock_check,
+        token_verifier=token_verifier,
+        on_committed=outbox.wake if outbox is not None else None,
+    )
+    tokens = {station: token.get_secret_value() for station, token in config.station_tokens.items()}
     return Services(
         config=config,
         store=store,
@@ -80,7 +100,13 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         events=events,
         clock_check=clock_check,
         connectivity=connectivity,
+        checkin=checkin,
+        stations=StationAuthenticator.from_data_dir(tokens, config.data_dir),
+        badges=BadgeService(store, badge_key),
+        pings=PingService(store, events, checkin),
+        staff=StaffAccounts(store),
         outbox=outbox,
+        roster_source=roster_client(config) if config.source_url else None,
     )
 
 
@@ -236,6 +262,93 @@ def _center_zone(services: Services) -> Any:
     return ZoneInfo(zone) if zone else None
 
 
+def _badge_file_name(person_id: str) -> Path:
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in person_id)
+    return Path(f"badge-{safe}.svg")
+
+
+def cmd_badge(args: argparse.Namespace) -> int:
+    """``badge PERSON_ID [--out FILE]``, ``badge revoke PERSON_ID``, ``badge list [PERSON_ID]``."""
+    words: list[str] = args.words
+    verb = words[0] if words[0] in ("revoke", "list") else "issue"
+    if verb == "revoke" and len(words) != 2:
+        raise CliError("usage: checkin-edge badge revoke PERSON_ID")
+    if verb == "list" and len(words) > 2:
+        raise CliError("usage: checkin-edge badge list [PERSON_ID]")
+    if verb == "issue" and len(words) != 1:
+        raise CliError("usage: checkin-edge badge PERSON_ID [--out FILE.svg|.png]")
+    if verb != "issue" and args.out is not None:
+        raise CliError(f"--out goes with issuing a badge, not with badge {verb}")
+    out = Path(args.out) if args.out is not None else _badge_file_name(words[-1])
+    if verb == "issue" and out.suffix.lower() not in (".svg", ".png"):
+        raise CliError(f"--out {out}: a badge is written as .svg (with names) or .png (the QR code alone)")
+    with closing(build_services(_config(args))) as services:
+        if verb == "revoke":
+            return _badge_revoke(services, words[1], args.json)
+        if verb == "list":
+            return _badge_list(services, words[1] if len(words) == 2 else None, args.json)
+        try:
+            badge = services.badges.issue_badge(words[0])
+        except BadgeError as exc:
+            print(f"checkin-edge: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    written = write_badge(badge, out)
+    if args.json:
+        _print_json(
+            {
+                "person_id": badge.person_id,
+                "token": badge.token,
+                "expires_at": _utc_z(badge.expires_at),
+                "file": str(written),
+            }
+        )
+    else:
+        print(f"Badge for {badge.person_name} ({badge.person_id}), valid until {badge.expires_at:%Y-%m-%d}: {written}")
+    return 0
+
+
+def _utc_z(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+
+
+def _badge_revoke(services: Services, person_id: str, as_json: bool) -> int:
+    revoked = services.badges.revoke_badges(person_id)
+    if as_json:
+        _print_json({"person_id": person_id, "revoked": revoked})
+    elif revoked:
+        print(f"Revoked {revoked} badge(s) of {person_id}: refused at the door from now on.")
+    else:
+        print(f"{person_id} has no badge left to revoke.")
+    return 0
+
+
+def _badge_list(services: Services, person_id: str | None, as_json: bool) -> int:
+    now = utc_now()
+    badges = services.badges.list_badges(person_id)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "badge_id": b.badge_id,
+                    "person_id": b.person_id,
+                    "kid": b.kid,
+                    "issued_at": _utc_z(b.issued_at),
+                    "expires_at": _utc_z(b.expires_at),
+                    "revoked_at": _utc_z(b.revoked_at),
+                    "status": b.status(now),
+                }
+                for b in badges
+            ]
+        )
+        return 0
+    if not badges:
+        print("No badges issued" + (f" to {person_id}." if person_id else "."))
+    for b in badges:
+        dates = f"issued {b.issued_at:%Y-%m-%d}  until {b.expires_at:%Y-%m-%d}"
+        print(f"{b.badge_id}  {b.person_id:<10} {dates}  {b.status(now)}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.action == "check":
@@ -299,6 +412,9 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    # Listen now, before the addresses are printed: a browser that connects while uvicorn is
+    # still starting waits in the backlog instead of being refused.
+    sock.listen(2048)
     return sock
 
 
@@ -306,9 +422,12 @@ def _serve(services: Services, sock: socket.socket, stop: threading.Event) -> No
     import uvicorn
 
     from kiosk_ui.app import create_app
+    from kiosk_ui.server import SupervisedServer
 
     app = create_app(services)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=False, lifespan="on"))
+    # Under systemd: READY=1 once listening, watchdog pings while the hub answers (edge.watchdog).
+    supervisor = ServeSupervisor.from_env(services.store)
+    server = SupervisedServer(uvicorn.Config(app, log_level="info", access_log=False, lifespan="on"), supervisor)
     try:
         server.run(sockets=[sock])
     finally:
@@ -321,8 +440,13 @@ def _start_outbox(services: Services, stop: threading.Event) -> None:
         log.warning("no cloud_url set: attendance is recorded and kept in the outbox until one is")
         return
     threading.Thread(target=sender.run, args=(stop,), name="outbox-sender", daemon=True).start()
-    # Wake it on shutdown too, so it sees the stop at once.
-    threading.Thread(target=lambda: (stop.wait(), sender.wake()), name="outbox-stopper", daemon=True).start()
+
+    def wake_on_stop() -> None:
+        # Wake it on shutdown too, so it sees the stop at once.
+        stop.wait()
+        sender.wake()
+
+    threading.Thread(target=wake_on_stop, name="outbox-stopper", daemon=True).start()
 
 
 def _start_sync_loop(services: Services, stop: threading.Event) -> None:
@@ -338,6 +462,18 @@ def _start_sync_loop(services: Services, stop: threading.Event) -> None:
     threading.Thread(target=loop.run, name="sync-loop", daemon=True).start()
 
 
+def _start_disk_watch(services: Services, stop: threading.Event) -> None:
+    config = services.config
+    watch = DiskWatch(
+        services.store,
+        services.events,
+        config.data_dir,
+        min_free_bytes=int(config.low_disk_free_mb * 1024 * 1024),
+        min_free_ratio=config.low_disk_free_percent / 100,
+    )
+    threading.Thread(target=watch.run, args=(stop,), name="disk-watch", daemon=True).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     config.check_secrets()
@@ -347,8 +483,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _start_sync_loop(services, stop)
     _start_outbox(services, stop)
+    _start_disk_watch(services, stop)
     log.info("serving on http://%s:%d", host, sock.getsockname()[1])
     _serve(services, sock, stop)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    config = _config(args)
+    dest = Path(args.dest) if args.dest else config.backup_path
+    keep = config.backup_keep if args.keep is None else args.keep
+    store = None
+    try:
+        # The file is checked before an engine exists: connecting would create an empty one.
+        if config.database_url is None and not (config.data_dir / "checkin-edge.db").is_file():
+            raise BackupError(f"there is no database in {config.data_dir} yet: nothing to back up")
+        store = Store(config.db_url)
+        result = backup(store, config.data_dir, dest, keep)
+    except BackupError as exc:
+        print(f"checkin-edge: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        _print_json(result.as_json())
+    else:
+        print(f"Backup written: {result.path} ({result.size_bytes / 1024:.0f} KB, keys: {', '.join(result.keys)})")
+        for path in result.pruned:
+            print(f"  deleted old backup {path.name}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if config.database_url is not None and not config.database_url.startswith("sqlite"):
+        raise CliError("restore puts back a SQLite database; this appliance uses another database_url")
+    database = Path(config.db_url.removeprefix("sqlite:///"))
+    try:
+        result = restore(Path(args.file), config.data_dir, database=database, safety_dir=config.backup_path)
+    except BackupError as exc:
+        print(f"checkin-edge: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        _print_json(result.as_json())
+    else:
+        print(
+            f"Restored the backup of {result.backup_created_at} into {result.database} (keys: {', '.join(result.keys)})"
+        )
+        if result.safety_copy:
+            print(f"The database and keys as they were are in {result.safety_copy}")
+        print("Start the hub again: sudo systemctl start checkin-edge.service (it migrates an older backup)")
     return 0
 
 
@@ -358,7 +543,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir or "demo-data").resolve()
     export = generate_roster(seed=args.seed, people=args.people, center_id="demo-center")
-    state = StandinState(center_id="demo-center", source_token=DEFAULT_SOURCE_TOKEN, cloud_token=DEFAULT_CLOUD_TOKEN)
+    state = StandinState(
+        center_id="demo-center", source_token=DEFAULT_SOURCE_TOKEN, cloud_token=DEFAULT_CLOUD_TOKEN, seed=args.seed
+    )
     state.set_roster(export)
     with StandinCloud(state) as cloud:
         config = load_config(
@@ -382,6 +569,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Roster sync:    {report.outcome.value} {report.counts}")
         print(f"Kiosk:          {base}/kiosk?station=front-door")
         print(f"Dashboard:      {base}/roster")
+        print(f"Payer's phone:  {cloud.url}/demo/phone/{people['payer']['id']}  (app code QR, hold it to a camera)")
+        print(f"Phone walk:     {_demo_phone(services, export, base, args.seed)}")
         print("Try these PINs at the kiosk:")
         for role, person in people.items():
             kids = person.get("child_name") or ", ".join(c["name"] for c in person.get("children", []))
@@ -392,6 +581,147 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _start_outbox(services, stop)
         _serve(services, sock, stop)
     return 0
+
+
+# -- phones at the fence ----------------------------------------------------------------------
+
+
+def cmd_geofence(args: argparse.Namespace) -> int:
+    from edge.geofence import FenceError
+
+    with closing(build_services(_config(args))) as services:
+        if args.action == "set":
+            path = Path(args.file)
+            try:
+                geojson = json.loads(path.read_bytes())
+            except FileNotFoundError:
+                raise CliError(f"{path}: no such file") from None
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise CliError(f"{path} is not JSON: {exc}") from None
+            try:
+                services.pings.set_fence(geojson, args.arriving_m)
+            except FenceError as exc:
+                raise CliError(f"{path}: {exc}") from None
+        try:
+            record = services.pings.fence_record()
+        except FenceError as exc:
+            raise CliError(f"the stored geofence is not usable: {exc}") from None
+    if record is None:
+        raise CliError("No geofence is set: checkin-edge geofence set FILE.geojson")
+    if args.json:
+        _print_json(record)
+        return 0
+    centre = record["centre"]
+    print(f"Geofence version {record['version']}, set {record['updated_at']}")
+    print(f"  on-site area:  {record['area_m2']:,.0f} m² around {centre['lat']}, {centre['lon']}")
+    print(f"  arriving ring: {record['arriving_m']:,.0f} m around it")
+    return 0
+
+
+def cmd_simulate_phone(args: argparse.Namespace) -> int:
+    import httpx
+
+    from cloud_sync.phone_simulator import DEMO_DOOR, PhoneSimulator, Step
+    from cloud_sync.standin.generator import device_private_key
+
+    door = DEMO_DOOR
+    if args.to:
+        try:
+            lat, lon = (float(part) for part in args.to.split(","))
+        except ValueError:
+            raise CliError(f"--to {args.to!r} is not LAT,LON") from None
+        door = (lat, lon)
+
+    def show(step: Step) -> None:
+        if args.json:
+            print(json.dumps(step.as_json(), ensure_ascii=False), flush=True)
+            return
+        accuracy = f"±{step.accuracy_m:>5.1f} m" if step.accuracy_m is not None else " " * 9
+        print(
+            f"{step.elapsed_s:>6.0f} s  {step.distance_m / 1000:>6.2f} km  {accuracy}  "
+            f"{step.kind:<14} seq {step.seq}: {step.outcome}",
+            flush=True,
+        )
+
+    key = device_private_key(args.seed, args.device)
+    try:
+        with httpx.Client(base_url=args.hub, timeout=10.0) as client:
+            simulator = PhoneSimulator(
+                client,
+                args.device,
+                key,
+                door=door,
+                from_km=args.from_km,
+                speed_kmh=args.speed_kmh,
+                interval_s=args.interval_s,
+                seed=args.seed,
+            )
+            steps = simulator.run(check_in=args.check_in, check_out=args.check_out, on_step=show)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the hub at {args.hub}: {exc}") from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    arrived = [s for s in steps if s.kind == "ping"][-1].answer.get("state") == "on_site"
+    acted = all(s.status == 200 for s in steps if s.kind in ("check_in", "check_out"))
+    return 0 if arrived and acted else EXIT_FAILED
+
+
+def _demo_phone(services: Services, export: dict[str, Any], base: str, seed: int) -> str:
+    """Sets the stand-in school's geofence (unless one is set) and names a payer's phone to walk there."""
+    from cloud_sync.phone_simulator import demo_site
+
+    if services.pings.fence() is None:
+        services.pings.set_fence(demo_site())
+    rooms = {room["id"] for room in export["rooms"]}
+    for family in export["families"]:
+        kids = [
+            c["id"]
+            for c in family["children"]
+            if c["enrollment_status"] == "Currently Enrolled" and c.get("classroom") in rooms
+        ]
+        for person in family["persons"]:
+            if kids and "id" in person and person.get("payer") and person.get("app_devices"):
+                device = person["app_devices"][0]["device_id"]
+                return f"checkin-edge simulate phone --hub {base} --seed {seed} --device {device} --check-in {kids[0]}"
+    return "(no payer in this roster has a phone)"
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    """One camera's scanner process: capture -> decode -> post each new code to the hub."""
+    import signal
+    from urllib.parse import urlsplit
+
+    from edge import const
+    from edge.camera import open_camera
+    from edge.scanner import ScanLoop, ScanState
+    from edge.stations import is_valid_station_id
+    from kiosk_ui.deps import is_loopback
+    from kiosk_ui.scanner_client import ScannerClient
+
+    config = _config(args)
+    if not is_valid_station_id(args.station):
+        raise CliError(f"--station {args.station!r}: letters, digits, '.', '_' or '-', up to 64")
+    if args.fps is not None and not 0 < args.fps <= 60:
+        raise CliError("--fps takes a rate above 0 and at most 60")
+    hub = args.hub or f"http://127.0.0.1:{config.port}"
+    secret = config.station_tokens.get(args.station)
+    token = secret.get_secret_value() if secret is not None else None
+    if not token and not is_loopback(urlsplit(hub).hostname or ""):
+        raise CliError(f"the hub at {hub} is not this machine: set the token of {args.station} in station_tokens")
+    camera = open_camera(args.camera, fps=args.fps, loop=args.loop)
+    client = ScannerClient(hub, token)
+    loop = ScanLoop(args.station, camera, client.post, client.report, fps=args.fps or const.SCAN_FPS)
+    stop = threading.Event()
+    # SIGTERM (systemd stopping the unit) and Ctrl-C end the loop cleanly: the camera is released.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info("scanning %s for station %s, posting to %s", camera.name, args.station, hub)
+    try:
+        state = loop.run(stop)
+    finally:
+        client.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if state in (ScanState.STOPPED, ScanState.ENDED) else EXIT_FAILED
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -456,6 +786,70 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("outbox", cmd_outbox, "attendance waiting for the cloud: status, or send it all now")
     p.add_argument("action", choices=["status", "drain"])
+
+    p = add("badge", cmd_badge, "issue a printable QR badge to a payer, or revoke or list badges")
+    p.add_argument(
+        "words",
+        nargs="+",
+        metavar="PERSON_ID | revoke PERSON_ID | list [PERSON_ID]",
+        help="a person id issues a badge; 'revoke' revokes every badge of that person; 'list' lists badges",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE.svg|FILE.png",
+        help="where to write the badge (default badge-PERSON_ID.svg here); .png is the QR code alone",
+    )
+
+    geofence = sub.add_parser("geofence", help="the center's geofence for phones").add_subparsers(
+        dest="geofence_command", required=True, metavar="ACTION"
+    )
+    p = geofence.add_parser("set", help="set the on-site area from a GeoJSON file (Polygon, MultiPolygon, Feature(s))")
+    p.set_defaults(func=cmd_geofence, action="set")
+    p.add_argument("file", metavar="FILE.geojson")
+    p.add_argument("--arriving-m", type=float, default=800.0, help="width of the arriving ring around it (m)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p = geofence.add_parser("show", help="the on-site area, the arriving ring and when they were set")
+    p.set_defaults(func=cmd_geofence, action="show")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--data-dir", type=Path, default=None)
+
+    simulate = sub.add_parser("simulate", help="simulated devices for the demo and tests").add_subparsers(
+        dest="simulate_command", required=True, metavar="DEVICE"
+    )
+    p = simulate.add_parser(
+        "phone", help="walk a generated payer's phone from a few km away to the door of a running hub"
+    )
+    p.set_defaults(func=cmd_simulate_phone)
+    p.add_argument("--hub", required=True, metavar="URL", help="the hub, e.g. http://127.0.0.1:8080")
+    p.add_argument("--seed", type=int, required=True, help="the seed the stand-in roster was generated with")
+    p.add_argument("--device", required=True, metavar="DEVICE_ID", help="a payer's registered device, e.g. D-P12")
+    p.add_argument("--from-km", type=float, default=3.0, help="start this far from the door")
+    p.add_argument("--speed-kmh", type=float, default=40.0)
+    p.add_argument("--interval-s", type=float, default=5.0, help="seconds between pings")
+    p.add_argument("--to", default=None, metavar="LAT,LON", help="the door (default: the demo site's)")
+    p.add_argument("--check-in", nargs="+", default=[], metavar="CHILD", help="at the door, check these in")
+    p.add_argument("--check-out", nargs="+", default=[], metavar="CHILD", help="at the door, check these out")
+    p.add_argument("--json", action="store_true", help="one JSON object per request")
+
+    p = add("backup", cmd_backup, "snapshot the database and keys into one file; keep the newest N")
+    p.add_argument("--dest", default=None, metavar="DIR", help="where to write (default: backup_dir)")
+    p.add_argument("--keep", type=int, default=None, metavar="N", help="backups kept (default: backup_keep)")
+    p = add("restore", cmd_restore, "put back a backup's database and keys (stop checkin-edge.service first)")
+    p.add_argument("file", metavar="FILE", help="a checkin-edge-backup-*.tar.gz")
+
+    p = add("scan", cmd_scan, "scan QR codes from a camera and send them to the hub", json_flag=False)
+    p.add_argument("--station", required=True, metavar="ID", help="the station (door) this camera watches")
+    p.add_argument(
+        "--camera",
+        required=True,
+        metavar="SOURCE",
+        help="a device index (0), a video file, a folder of images, or an rtsp:// or http:// URL",
+    )
+    p.add_argument("--hub", default=None, metavar="URL", help="the hub (default: http://127.0.0.1:PORT of the config)")
+    p.add_argument("--fps", type=float, default=None, metavar="N", help="frames decoded per second (default 10)")
+    p.add_argument("--loop", action="store_true", help="a video file or folder replays from the start when it ends")
 
     p = add("config", cmd_config, "check or print the merged configuration", json_flag=False)
     p.add_argument("action", choices=["check", "dump"])

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from edge import const
 from kiosk_ui.services import Services
 
-LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 
-
-def get_services(request: Request) -> Services:
+# Cheap dependencies are ``async def``: FastAPI runs a plain ``def`` one in the threadpool, a
+# thread hop per dependency per request on the door's hot path.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -23,12 +26,59 @@ def read_session(services: Annotated[Services, Depends(get_services)]) -> Iterat
         yield session
 
 
-def require_local(request: Request) -> None:
-    """Until staff logins exist, roster pages answer only on the appliance itself."""
-    host = request.client.host if request.client else ""
-    if host not in LOOPBACK:
-        raise HTTPException(status_code=403, detail="Open this page on the appliance itself")
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
 ReadSession = Annotated[Session, Depends(read_session)]
+
+
+# -- stations (docs/station-api.md, "Who may call") -------------------------------------------
+
+
+@dataclass(frozen=True)
+class StationCaller:
+    """Who is calling the station API: the hub itself, or one remote station proven by its
+    token (a scanner, an integrator) or its pairing cookie (a kiosk screen at another door)."""
+
+    local: bool
+    station_id: str | None = None  # the proven station; None for the hub itself (any of its screens)
+
+    def speaks_for(self, station_id: str) -> bool:
+        return self.local or self.station_id == station_id
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and IPv4-mapped loopback; FastAPI's TestClient calls itself "testclient"."""
+    if host in ("testclient", "localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+async def station_caller(request: Request) -> StationCaller:
+    # Services straight from the app, not as a sub-dependency: each dependency FastAPI solves
+    # costs tens of microseconds on every station request.
+    services: Services = request.app.state.services
+    if is_loopback(request.client.host if request.client else ""):
+        return StationCaller(local=True)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        station = services.stations.station_for_token(token.strip())
+        if station is not None:
+            return StationCaller(local=False, station_id=station)
+    cookie = request.cookies.get(const.STATION_COOKIE)
+    if cookie:
+        station = services.stations.station_for_cookie(cookie)
+        if station is not None:
+            return StationCaller(local=False, station_id=station)
+    raise HTTPException(
+        status_code=401,
+        detail="A station needs its station token (Authorization: Bearer) or a paired screen",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+StationDep = Annotated[StationCaller, Depends(station_caller)]

@@ -5,13 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloud_sync.outbox import OutboxSender
-from cloud_sync.roster_sync import RosterSyncService
+from cloud_sync.roster_sync import RosterSource, RosterSyncService
 from cloud_sync.schedule import SyncSchedule
+from edge.badges import BadgeService
+from edge.checkin import CheckinService
 from edge.clock import ClockCheck
 from edge.config import Config
 from edge.connectivity import Connectivity
 from edge.events import EventBus
+from edge.pings import PingService
 from edge.pins import PinHasher
+from edge.staff import StaffAccounts
+from edge.stations import StationAuthenticator
 from edge.store import Store
 
 
@@ -25,9 +30,16 @@ class Services:
     events: EventBus
     clock_check: ClockCheck
     connectivity: Connectivity
+    checkin: CheckinService  # the door: identify, then act (edge.checkin)
+    stations: StationAuthenticator  # station tokens and paired screens
+    badges: BadgeService  # printed QR badges: issue, list, revoke (edge.badges)
+    pings: PingService  # phones at the fence: pings, arrivals, app check-in (edge.pings)
+    staff: StaffAccounts  # dashboard logins (edge.staff)
     outbox: OutboxSender | None = None  # None when no cloud is configured: events wait in the outbox
+    roster_source: RosterSource | None = None  # the dashboard's "Sync now"; None when no source is set
 
     def close(self) -> None:
         if self.outbox is not None:
             self.outbox.close()
+        self.pings.close()  # the last accepted fixes and phone states
         self.store.close()

@@ -11,11 +11,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from scripts import bench_outbox, bench_roster
+from scripts import bench_checkin, bench_footprint, bench_geofence, bench_outbox, bench_qr, bench_roster
 
 SUITES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "roster": bench_roster.run,
     "outbox": bench_outbox.run,
+    "checkin": bench_checkin.run,
+    "qr": bench_qr.run,
+    "footprint": bench_footprint.run,
+    "geofence": bench_geofence.run,
 }
 
 
@@ -25,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--sizes", default=None, help="roster: comma-separated people counts")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (the median is reported)")
+    parser.add_argument("--seconds", type=float, default=None, help="checkin, geofence: seconds per concurrency level")
+    parser.add_argument("--per-kind", type=int, default=None, help="qr: frames per distortion per size")
+    parser.add_argument("--seed", type=int, default=None, help="qr: corpus seed")
     args, rest = parser.parse_known_args(argv)
     if args.suite == "_roster-child":
         return bench_roster.child(rest)

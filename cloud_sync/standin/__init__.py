@@ -10,6 +10,7 @@ from cloud_sync.standin.generator import (
     device_private_key,
     generate_roster,
 )
+from cloud_sync.standin.phone import issue_app_code
 from cloud_sync.standin.server import Fault, StandinCloud, StandinState, create_standin_app
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "demo_people",
     "device_private_key",
     "generate_roster",
+    "issue_app_code",
 ]

@@ -1,6 +1,7 @@
 """The stand-in cloud's HTTP server: the roster export (contracts/desktop-roster.md) and the
 attendance receiver (contracts/attendance-push.md) on one real loopback port, with faults
-to inject from Python (``state.faults``) or over HTTP (``POST /_control/faults``).
+to inject from Python (``state.faults``) or over HTTP (``POST /_control/faults``), and a
+demo phone showing a payer's rotating app code (``/demo/phone/{person_id}``, phone.py).
 
 Paging: one record is one employee or one *family* (with all its persons and children), so a
 family never straddles two pages. Employees come first, then families. ``school``, ``rooms``
@@ -32,6 +33,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+
+from cloud_sync.standin.phone import add_phone_routes
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +200,12 @@ class StandinState:
         source_token: str = DEFAULT_SOURCE_TOKEN,
         cloud_token: str = DEFAULT_CLOUD_TOKEN,
         roster: dict[str, Any] | None = None,
+        seed: int | None = None,
     ) -> None:
         self.lock = threading.Lock()
+        # The generator's seed behind ``roster``: with it, the demo phone signs app codes with the
+        # cloud key the roster advertises (cloud_sync.standin.phone); without it, no app codes.
+        self.seed = seed
         self.center_id = center_id
         self.source_token = source_token
         self.cloud_token = cloud_token
@@ -511,6 +518,7 @@ def create_standin_app(state: StandinState) -> FastAPI:
                 state.set_fault(endpoint, Fault(**spec))
         return await get_faults(request)
 
+    add_phone_routes(app, current)
     return app
 
 

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cloud_sync.outbox import outbox_status
+from edge.disk import disk_status
 from edge.roster import recent_sync_runs
 from kiosk_ui.deps import ReadSession, ServicesDep
 from kiosk_ui.services import Services
@@ -46,7 +47,22 @@ def healthz(session: ReadSession, services: ServicesDep) -> dict[str, Any]:
         },
         "outbox": outbox_status(services.store, services.connectivity, _now()).as_json(),
         "clock": {"synced": services.clock_check.synced(), "cloud_drift_s": None if drift is None else round(drift, 3)},
+        "disk": _disk(services),
     }
+
+
+def _disk(services: Services) -> dict[str, Any] | None:
+    """Free space on the data directory's disk (statvfs: microseconds, no I/O to speak of)."""
+    config = services.config
+    try:
+        status = disk_status(
+            config.data_dir,
+            min_free_bytes=int(config.low_disk_free_mb * 1024 * 1024),
+            min_free_ratio=config.low_disk_free_percent / 100,
+        )
+    except OSError:
+        return None
+    return status.as_json()
 
 
 class HubCollector(Collector):

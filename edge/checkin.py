@@ -1,0 +1,665 @@
+"""The check-in service: identify a person, then record what they do, for every door and method.
+
+``identify`` finds who is at the station (PIN, or a QR token through a ``TokenVerifier``) and
+hands out a ticket; it writes nothing unless it refuses. ``act`` takes the ticket, loads the
+facts inside the single writer's transaction (so two doors cannot both check the same child
+out), asks ``edge.policy.decide`` about each child, and writes the attendance events, the
+presence rows, the outbox rows and the audit rows in that one transaction before answering:
+once a station is told "done", a power cut loses nothing. Only after the commit does it
+announce the events (live channel) and wake the outbox sender.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy.orm import Session
+
+from edge import audit, const, facts
+from edge.attendance import event_payload, subject_key, utc_iso_ms
+from edge.clock import ClockCheck
+from edge.events import EventBus
+from edge.facts import PresenceFacts
+from edge.ids import uuid7
+from edge.lockout import PinLockout
+from edge.models import (
+    Action,
+    ActorKind,
+    AttendanceEvent,
+    LinkRelation,
+    Method,
+    OutboxEntry,
+    OutboxState,
+    PinState,
+    SubjectKind,
+)
+from edge.outcomes import (
+    ChildView,
+    ClockView,
+    Identification,
+    PersonView,
+    Recorded,
+    RecordedEvent,
+    Refusal,
+)
+from edge.pins import PinHasher, is_valid_pin
+from edge.policy import (
+    CLOCK_ACTIONS,
+    Actor,
+    ChildFacts,
+    Decision,
+    Facts,
+    RefusalReason,
+    Request,
+    Rule,
+    admit,
+    decide,
+    natural_action,
+)
+from edge.store import Store
+from edge.tickets import Ticket, TicketStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+
+EVENTS = cast(Table, AttendanceEvent.__table__)
+OUTBOX = cast(Table, OutboxEntry.__table__)
+PRESENCE = facts.PRESENCE
+# Built once: SQLAlchemy memoizes a statement's cache key, so each check-in skips rebuilding them.
+_INSERT_EVENT = insert(EVENTS)
+_INSERT_OUTBOX = insert(OUTBOX)
+_INSERT_PRESENCE = insert(PRESENCE).values(
+    subject_kind=bindparam("kind"),
+    subject_id=bindparam("sid"),
+    present=bindparam("present"),
+    since=bindparam("since"),
+    event_id=bindparam("eid"),
+)
+_UPDATE_PRESENCE = (
+    update(PRESENCE)
+    .where(PRESENCE.c.subject_kind == bindparam("kind"), PRESENCE.c.subject_id == bindparam("sid"))
+    .values(present=bindparam("present"), since=bindparam("since"), event_id=bindparam("eid"))
+)
+
+# Words for the audit log's rule column when the refusal comes before any policy question.
+RULE_UNKNOWN_PIN = "no active person has that PIN"
+RULE_AMBIGUOUS_PIN = "a PIN shared by more than one person is disabled for all of them"
+RULE_LOCKED = "too many wrong PINs at this station: the PIN pad is locked"
+RULE_TOKEN = "QR codes must be valid tokens signed by a trusted key, unexpired, unrevoked and not replayed"  # noqa: S105
+RULE_NO_VERIFIER = "no QR token verifier is configured on this appliance"
+RULE_UNKNOWN_PERSON = "the QR code names nobody in the roster"
+RULE_BAD_TICKET = "a ticket is good for 120 s, for one set of children and one action"
+RULE_OVERRIDE_UNKNOWN_STAFF = "only staff may check a child in or out by hand"
+
+_VERB = {
+    Action.CHECK_IN: "check in",
+    Action.CHECK_OUT: "check out",
+    Action.CLOCK_IN: "clock in",
+    Action.CLOCK_OUT: "clock out",
+}
+# Which refusal the station hears when several children are refused at once: the one staff
+# must act on first, then the one the person can fix.
+_SEVERITY: dict[RefusalReason | None, int] = {
+    RefusalReason.RESTRICTED: 0,
+    RefusalReason.PERSON_INACTIVE: 1,
+    RefusalReason.NOT_AUTHORIZED: 2,
+}
+
+
+class TokenVerifier(Protocol):
+    """Checks a scanned QR text (implemented by the QR token issue, edge/tokens.py).
+
+    Returns the person id the token names, or the ``RefusalReason`` it is refused for
+    (not_a_token, bad_signature, unknown_key, expired, replayed, revoked). ``RefusalReason`` is
+    a ``str`` too: callers test for it first.
+    """
+
+    def verify(self, text: str, now: dt.datetime) -> str | RefusalReason: ...
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """One child (or a teacher's own clock) an act is about, with the facts loaded for it."""
+
+    kind: SubjectKind
+    id: str | None
+    name: str
+    facts: Facts
+    presence: PresenceFacts
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class CheckinService:
+    def __init__(
+        self,
+        store: Store,
+        hasher: PinHasher,
+        events: EventBus,
+        clock_check: ClockCheck,
+        *,
+        clock: Clock = utc_now,
+        tickets: TicketStore | None = None,
+        lockout: PinLockout | None = None,
+        token_verifier: TokenVerifier | None = None,
+        on_committed: Callable[[], None] | None = None,
+        dedup_window_s: float = const.DEDUP_WINDOW_S,
+    ) -> None:
+        self.store = store
+        self.hasher = hasher
+        self.events = events
+        self.clock_check = clock_check
+        self.clock = clock
+        self.tickets = tickets if tickets is not None else TicketStore()
+        self.lockout = lockout if lockout is not None else PinLockout(store, events, clock)
+        self.token_verifier = token_verifier
+        # Called after each commit that recorded events: the outbox sender's wake-up.
+        self.on_committed = on_committed
+        self.dedup_window = dt.timedelta(seconds=dedup_window_s)
+        # The same unreadable QR text at a station is audited once per window: a scanner held
+        # over a cereal box would otherwise write a row for every frame.
+        self._token_audits: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._token_audits_lock = threading.Lock()
+
+    # -- identify -------------------------------------------------------------------------------
+
+    def identify(self, station_id: str, method: Method | str, secret: str) -> Identification | Refusal:
+        """Who is at the station: a ticket with the person and their children, or a refusal."""
+        method = Method(method)
+        if method is Method.PIN:
+            found = self._identify_pin(station_id, secret)
+        elif method is Method.QR:
+            found = self._identify_qr(station_id, secret)
+        else:
+            raise ValueError(f"{method.value} does not identify at a station")
+        if isinstance(found, Refusal):
+            self._announce(station_id, method, found)
+        return found
+
+    def _identify_pin(self, station_id: str, pin: str) -> Identification | Refusal:
+        retry_after = self.lockout.retry_after(station_id)
+        if retry_after is not None:
+            # Not audited one by one: the lockout itself is (with an alert), and a pad being
+            # hammered while locked must not wear the SD card out.
+            return Refusal(RefusalReason.LOCKED, retry_after_s=retry_after)
+        if not is_valid_pin(pin):
+            return self._wrong_pin(station_id)
+        with self.store.read() as session:
+            holders = facts.pin_holders(self.hasher.digest(pin), session=session)
+            active = [holder.actor for holder in holders if holder.actor.active]
+            ambiguous = len(active) > 1 or any(holder.pin_state is PinState.AMBIGUOUS for holder in holders)
+            if len(active) == 1 and not ambiguous:
+                return self._identified(station_id, active[0], Method.PIN, session)
+        # Refusals write their audit row after the read has ended.
+        if not holders:
+            return self._wrong_pin(station_id)
+        if ambiguous:
+            return self._refuse_identify(
+                station_id,
+                Method.PIN,
+                RefusalReason.AMBIGUOUS_PIN,
+                RULE_AMBIGUOUS_PIN,
+                detail={"holders": sorted(holder.actor.id for holder in holders)},
+            )
+        actor = holders[0].actor
+        return self._refuse_identify(
+            station_id, Method.PIN, RefusalReason.PERSON_INACTIVE, admit(actor, Method.PIN).rule, actor=actor
+        )
+
+    def _wrong_pin(self, station_id: str) -> Refusal:
+        locked_for = self.lockout.record_failure(station_id)
+        refusal = self._refuse_identify(station_id, Method.PIN, RefusalReason.UNKNOWN_PIN, RULE_UNKNOWN_PIN)
+        if locked_for is not None:
+            return Refusal(RefusalReason.LOCKED, retry_after_s=locked_for)
+        return refusal
+
+    def _identify_qr(self, station_id: str, text: str) -> Identification | Refusal:
+        now = self.clock()
+        verdict: str | RefusalReason = (
+            RefusalReason.NOT_A_TOKEN if self.token_verifier is None else self.token_verifier.verify(text, now)
+        )
+        if isinstance(verdict, RefusalReason):
+            rule = RULE_NO_VERIFIER if self.token_verifier is None else RULE_TOKEN
+            if self._first_token_refusal(station_id, text):
+                return self._refuse_identify(station_id, Method.QR, verdict, rule)
+            return Refusal(verdict)
+        with self.store.read() as session:
+            actor = facts.person_actor(verdict, session=session)
+            admitted = admit(actor, Method.QR) if actor is not None else None
+            if actor is not None and admitted is not None and admitted.allowed:
+                return self._identified(station_id, actor, Method.QR, session)
+        if actor is None or admitted is None:
+            return self._refuse_identify(
+                station_id,
+                Method.QR,
+                RefusalReason.PERSON_INACTIVE,
+                RULE_UNKNOWN_PERSON,
+                detail={"person_id": verdict},
+            )
+        assert admitted.reason is not None
+        return self._refuse_identify(
+            station_id, Method.QR, admitted.reason, admitted.rule, actor=actor, role=admitted.role
+        )
+
+    def _identified(self, station_id: str, actor: Actor, method: Method, session: Session) -> Identification:
+        """Success writes nothing: the decision is audited when the person acts."""
+        ticket = self.tickets.issue(station_id, actor, method)
+        person = PersonView(actor.id, actor.name, actor.kind)
+        if actor.kind is ActorKind.STAFF:
+            presence = facts.staff_presence(actor.id, session=session)
+            clock = ClockView(presence.present, presence.since if presence.present else None)
+            return Identification(ticket.token, person, (), clock)
+        children = []
+        for child, _presence in facts.children_of(actor.id, session=session).values():
+            # A child the person may not take is not listed (restricted, withdrawn, no room);
+            # acting on one anyway is refused (and a restriction alerts staff).
+            if child.relation in (None, LinkRelation.RESTRICTED) or not child.active or not child.room:
+                continue
+            decision = decide(Request(method, natural_action(child.present)), Facts(actor, child))
+            children.append(
+                ChildView(child.id, child.name, child.room, child.present, decision.allowed, decision.reason)
+            )
+        children.sort(key=lambda view: (view.name, view.id))
+        return Identification(ticket.token, person, tuple(children))
+
+    def _refuse_identify(
+        self,
+        station_id: str,
+        method: Method,
+        reason: RefusalReason,
+        rule: str,
+        *,
+        actor: Actor | None = None,
+        role: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Refusal:
+        now = self.clock()
+        extra = dict(detail or {})
+        if role:
+            extra["role"] = role
+        row = audit.audit_row(
+            at=now,
+            action="identify",
+            station_id=station_id,
+            method=method.value,
+            reason=reason,
+            rule=rule,
+            actor_kind=actor.kind.value if actor else None,
+            actor_id=actor.id if actor else None,
+            detail=extra or None,
+        )
+        with self.store.transaction() as session:
+            audit.append([row], session=session)
+        log.info("identify refused at %s: %s (%s)", station_id, reason.value, method.value)
+        return Refusal(reason)
+
+    def _first_token_refusal(self, station_id: str, text: str) -> bool:
+        key = (station_id, hashlib.sha256(text.encode("utf-8", "replace")).hexdigest())
+        now = time.monotonic()
+        with self._token_audits_lock:
+            seen = self._token_audits.get(key)
+            if seen is not None and now - seen < self.dedup_window.total_seconds():
+                return False
+            self._token_audits[key] = now
+            self._token_audits.move_to_end(key)
+            while len(self._token_audits) > 1_000:
+                self._token_audits.popitem(last=False)
+            return True
+
+    # -- act ------------------------------------------------------------------------------------
+
+    def act(self, ticket_token: str, children: Sequence[str], action: Action | str) -> Recorded | Refusal:
+        """Check the children in or out (or a teacher clock in or out) on the strength of a ticket."""
+        action = Action(action)
+        child_ids = list(dict.fromkeys(children))
+        ticket = self.tickets.get(ticket_token)
+        if ticket is None:
+            # No station to tell: an unknown ticket names none.
+            return self._bad_ticket(None, child_ids, action, "unknown or expired")
+        key = (frozenset(child_ids), action)
+        with ticket.lock:
+            if ticket.used_for is not None:
+                if ticket.used_for == key:
+                    return ticket.recorded  # a double tap: the same answer, nothing new written
+                result: Recorded | Refusal = self._bad_ticket(
+                    ticket, child_ids, action, "already used for other children or action"
+                )
+            else:
+                result = self._record(ticket.actor, ticket.method, ticket.station_id, child_ids, action)
+                if not isinstance(result, Refusal):
+                    ticket.used_for, ticket.recorded = key, result
+        if isinstance(result, Refusal):
+            self._announce(ticket.station_id, ticket.method, result, action)
+        return result
+
+    def ticket_station(self, ticket_token: str) -> str | None:
+        """The station a live ticket was issued at (the web layer checks a remote station uses its own)."""
+        ticket = self.tickets.get(ticket_token)
+        return ticket.station_id if ticket is not None else None
+
+    def record_for_person(
+        self, person_id: str, method: Method | str, station_id: str, children: Sequence[str], action: Action | str
+    ) -> Recorded | Refusal:
+        """Act for a person proven some other way (the phone app on site: the geofence issue's hook)."""
+        method = Method(method)
+        with self.store.read() as session:
+            actor = facts.person_actor(person_id, session=session)
+        if actor is None:
+            refusal = self._refuse_identify(
+                station_id, method, RefusalReason.NOT_AUTHORIZED, Rule.NO_LINK, detail={"person_id": person_id}
+            )
+        else:
+            admitted = admit(actor, method)
+            if admitted.allowed:
+                result = self._record(actor, method, station_id, list(dict.fromkeys(children)), Action(action))
+                if isinstance(result, Refusal):
+                    self._announce(station_id, method, result, Action(action))
+                return result
+            assert admitted.reason is not None
+            refusal = self._refuse_identify(station_id, method, admitted.reason, admitted.rule, actor=actor)
+        self._announce(station_id, method, refusal)
+        return refusal
+
+    def staff_override(
+        self,
+        staff_actor_id: str,
+        child_id: str,
+        action: Action | str,
+        reason: str,
+        station_id: str,
+        *,
+        account_name: str | None = None,
+    ) -> Recorded | Refusal:
+        """A check-in or check-out by hand (method ``staff``): needs a staff member and a reason.
+
+        ``staff_actor_id`` is a teacher of the roster; or, with ``account_name``, a dashboard
+        login that is no teacher (a director, say: ``user:<username>``). Its password already
+        proved who it is, so it acts as itself rather than being looked up in the roster."""
+        action = Action(action)
+        if account_name is not None:
+            actor: Actor | None = Actor(ActorKind.STAFF, staff_actor_id, account_name)
+        else:
+            with self.store.read() as session:
+                actor = facts.teacher_actor(staff_actor_id, session=session)
+        if actor is None:
+            row = audit.audit_row(
+                at=self.clock(),
+                action=action.value,
+                station_id=station_id,
+                method=Method.STAFF.value,
+                reason=RefusalReason.NOT_AUTHORIZED,
+                rule=RULE_OVERRIDE_UNKNOWN_STAFF,
+                actor_id=staff_actor_id,
+                child_id=child_id,
+            )
+            with self.store.transaction() as session:
+                audit.append([row], session=session)
+            return Refusal(RefusalReason.NOT_AUTHORIZED)
+        reason = reason.strip()[: const.OVERRIDE_REASON_MAX_CHARS]
+        return self._record(
+            actor,
+            Method.STAFF,
+            station_id,
+            [child_id],
+            action,
+            override_reason=reason,
+            roster_actor=account_name is None,
+        )
+
+    def _announce(self, station_id: str, method: Method, refusal: Refusal, action: Action | None = None) -> None:
+        """A refusal on the live channel, for that station's screen (a QR code refused at the door
+        shows there) and the dashboard. Codes and names only; the screen words it."""
+        data: dict[str, Any] = {"reason": refusal.reason.value, "method": method.value}
+        if action is not None:
+            data["action"] = action.value
+        if refusal.context.get("child"):
+            data["child_name"] = refusal.context["child"]
+        if refusal.retry_after_s is not None:
+            data["retry_after_s"] = refusal.retry_after_s
+        self.events.publish("refusal", data, station_id=station_id)
+
+    def _bad_ticket(self, ticket: Ticket | None, child_ids: list[str], action: Action, why: str) -> Refusal:
+        actor = ticket.actor if ticket else None
+        row = audit.audit_row(
+            at=self.clock(),
+            action=action.value,
+            station_id=ticket.station_id if ticket else None,
+            method=ticket.method.value if ticket else None,
+            reason=RefusalReason.BAD_TICKET,
+            rule=f"{RULE_BAD_TICKET} ({why})",
+            actor_kind=actor.kind.value if actor else None,
+            actor_id=actor.id if actor else None,
+            child_id=child_ids[0] if len(child_ids) == 1 else None,
+            detail={"children": child_ids} if len(child_ids) > 1 else None,
+        )
+        with self.store.transaction() as session:
+            audit.append([row], session=session)
+        return Refusal(RefusalReason.BAD_TICKET)
+
+    def _record(
+        self,
+        actor: Actor,
+        method: Method,
+        station_id: str,
+        child_ids: list[str],
+        action: Action,
+        *,
+        override_reason: str | None = None,
+        roster_actor: bool = True,  # False: a dashboard account, not in the roster to reload
+    ) -> Recorded | Refusal:
+        synced = self.clock_check.synced()  # cached, and outside the writer's lock
+        alerts: list[dict[str, Any]] = []
+        new: dict[int, RecordedEvent] = {}
+        repeats: dict[int, RecordedEvent] = {}
+        with self.store.transaction() as session:
+            act = _Act(
+                facts.current_actor(actor, session=session) if roster_actor else actor,
+                method,
+                station_id,
+                action,
+                override_reason,
+                self.clock(),
+                synced,
+            )
+            request = Request(method, action, act.override_reason)
+            decided: list[tuple[int, _Subject, Decision]] = []
+            for index, subject in enumerate(self._subjects(act.actor, child_ids, action, session)):
+                decision = decide(request, subject.facts)
+                repeat = self._repeat(act, subject, decision)
+                if repeat is not None:
+                    repeats[index] = repeat
+                else:
+                    decided.append((index, subject, decision))
+            refused = [(subject, decision) for _i, subject, decision in decided if not decision.allowed]
+            if refused:
+                audit.append([act.audit(subject, decision) for subject, decision in refused], session=session)
+                alerts = [act.restricted_alert(session, subject) for subject, decision in refused if decision.alert]
+            elif decided:
+                new = self._write(session, act, decided)
+        # Committed. Announce only now: a screen must never show what the database does not hold.
+        for alert in alerts:
+            self.events.publish("alert", alert, station_id=station_id)
+        if refused:
+            return self._refusal(refused, action, station_id)
+        for event in new.values():
+            self.events.publish("attendance", _live(event, act.actor), station_id=station_id)
+        if new and self.on_committed is not None:
+            try:
+                self.on_committed()
+            except Exception:
+                log.exception("on_committed callback failed")  # the event is safe in the outbox anyway
+        merged = {**repeats, **new}
+        return tuple(merged[index] for index in sorted(merged))
+
+    @staticmethod
+    def _refusal(refused: list[tuple[_Subject, Decision]], action: Action, station_id: str) -> Refusal:
+        """One refusal for the station: the one staff must act on first, then one the person can fix."""
+        subject, decision = min(refused, key=lambda pair: _SEVERITY.get(pair[1].reason, len(_SEVERITY)))
+        assert decision.reason is not None
+        log.info("%s refused at %s: %s", action.value, station_id, decision.reason.value)
+        context = {"child": subject.name} if subject.kind is SubjectKind.CHILD and subject.name else {}
+        return Refusal(decision.reason, context)
+
+    @staticmethod
+    def _subjects(actor: Actor, child_ids: list[str], action: Action, session: Session) -> list[_Subject]:
+        if action in CLOCK_ACTIONS and not child_ids:
+            presence = facts.staff_presence(actor.id, session=session)
+            return [_Subject(SubjectKind.STAFF, actor.id, actor.name, Facts(actor, None, presence.present), presence)]
+        if not child_ids:  # a check-in or out naming no child: the policy refuses it
+            return [_Subject(SubjectKind.CHILD, None, "", Facts(actor), facts.NO_PRESENCE)]
+        link_owner = None if actor.kind is ActorKind.STAFF else actor.id
+        loaded = facts.child_facts(child_ids, link_owner, session=session)
+        subjects = []
+        for child_id in child_ids:
+            if child_id in loaded:
+                child, presence = loaded[child_id]
+            else:  # no such child: nobody has a link to it
+                child = ChildFacts(child_id, child_id, active=False, room=None, relation=None, present=False)
+                presence = facts.NO_PRESENCE
+            subjects.append(_Subject(SubjectKind.CHILD, child_id, child.name, Facts(actor, child), presence))
+        return subjects
+
+    def _repeat(self, act: _Act, subject: _Subject, decision: Decision) -> RecordedEvent | None:
+        """The event to answer with when this is the same act again within the dedup window."""
+        if decision.reason not in (RefusalReason.ALREADY_IN, RefusalReason.ALREADY_OUT):
+            return None
+        last = subject.presence.last
+        if last is None or subject.id is None or last.actor_id != act.actor.id or last.action is not act.action:
+            return None
+        if not dt.timedelta(0) <= act.now - last.occurred_at <= self.dedup_window:
+            return None
+        return RecordedEvent(
+            last.event_id, subject.kind, subject.id, subject.name, last.action, last.occurred_at, last.method,
+            last.station_id,
+        )  # fmt: skip
+
+    @staticmethod
+    def _write(session: Session, act: _Act, decided: list[tuple[int, _Subject, Decision]]) -> dict[int, RecordedEvent]:
+        """Events, presence, outbox and audit rows: all inside the caller's one transaction."""
+        present = act.action in (Action.CHECK_IN, Action.CLOCK_IN)
+        events, outbox, audits = [], [], []
+        recorded: dict[int, RecordedEvent] = {}
+        for index, subject, decision in decided:
+            assert subject.id is not None
+            values: dict[str, Any] = {
+                "id": str(uuid7()),
+                "subject_kind": subject.kind,
+                "subject_id": subject.id,
+                "action": act.action,
+                "occurred_at": act.now,
+                "method": act.method,
+                "actor_kind": act.actor.kind,
+                "actor_id": act.actor.id,
+                "station_id": act.station_id,
+                "clock_synced": act.synced,
+                "reason": act.override_reason if act.method is Method.STAFF else None,
+            }
+            event = AttendanceEvent(**values)  # transient: only to build the payload the outbox sends
+            events.append(values)
+            outbox.append(
+                {
+                    "event_id": values["id"],
+                    "subject_key": subject_key(event),
+                    "payload": event_payload(event),
+                    "created_at": act.now,
+                    "state": OutboxState.PENDING,
+                    "attempts": 0,
+                }
+            )
+            audits.append(act.audit(subject, decision, values["id"]))
+            recorded[index] = RecordedEvent(
+                values["id"], subject.kind, subject.id, subject.name, act.action, act.now, act.method, act.station_id
+            )
+        conn = session.connection()
+        conn.execute(_INSERT_EVENT, events)
+        for index, subject, _decision in decided:
+            row = {"kind": subject.kind, "sid": subject.id, "present": present, "since": act.now}
+            row["eid"] = recorded[index].event_id
+            conn.execute(_UPDATE_PRESENCE if subject.presence.has_row else _INSERT_PRESENCE, row)
+        conn.execute(_INSERT_OUTBOX, outbox)
+        audit.append(audits, session=session)
+        return recorded
+
+
+@dataclass(frozen=True)
+class _Act:
+    """One act being recorded: who, how, where, what, and when."""
+
+    actor: Actor  # as the roster holds them at this moment
+    method: Method
+    station_id: str
+    action: Action
+    override_reason: str | None
+    now: dt.datetime
+    synced: bool
+
+    def audit(self, subject: _Subject, decision: Decision, event_id: str | None = None) -> dict[str, Any]:
+        extra = {"override_reason": self.override_reason} if self.override_reason else {}
+        return audit.audit_row(
+            at=self.now,
+            action=self.action.value,
+            station_id=self.station_id,
+            method=self.method.value,
+            reason=decision.reason,
+            rule=decision.rule,
+            actor_kind=self.actor.kind.value,
+            actor_id=self.actor.id,
+            child_id=subject.id if subject.kind is SubjectKind.CHILD else None,
+            event_id=event_id,
+            detail=audit.decision_detail(decision, **extra),
+        )
+
+    def restricted_alert(self, session: Session, subject: _Subject) -> dict[str, Any]:
+        actor = self.actor
+        message = (
+            f"{actor.name} ({actor.id}) is restricted for {subject.name} and tried to "
+            f"{_VERB[self.action]} {subject.name} at {self.station_id}"
+        )
+        alert_id = audit.raise_alert(
+            session=session,
+            at=self.now,
+            kind=audit.ALERT_RESTRICTED,
+            message=message,
+            station_id=self.station_id,
+            person_id=actor.id,
+            child_id=subject.id,
+        )
+        log.warning(
+            "restricted person %s tried to %s child %s at %s", actor.id, self.action.value, subject.id, self.station_id
+        )
+        return {
+            "alert_id": alert_id,
+            "kind": audit.ALERT_RESTRICTED,
+            "message": message,
+            "station_id": self.station_id,
+            "person_id": actor.id,
+            "child_id": subject.id,
+        }
+
+
+def _live(event: RecordedEvent, actor: Actor) -> dict[str, Any]:
+    """The live channel's "attendance" event: what a screen or the dashboard shows at once."""
+    subject_field = "child_id" if event.subject_kind is SubjectKind.CHILD else "staff_id"
+    return {
+        "event_id": event.event_id,
+        subject_field: event.subject_id,
+        "name": event.name,
+        "action": event.action.value,
+        "occurred_at": utc_iso_ms(event.occurred_at),
+        "station_id": event.station_id,
+        "method": event.method.value,
+        "actor_kind": actor.kind.value,
+        "actor_name": actor.name,
+    }

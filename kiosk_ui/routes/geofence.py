@@ -1,0 +1,163 @@
+"""The phone API (contracts/qr-and-geofence.md, docs/geofence.md): signed geofence pings, app
+check-in and check-out, and the arrivals list for staff.
+
+Phones are not stations: the ping and app routes take no station token and answer any caller,
+because the Ed25519 signature over the exact body bytes is what proves the sender. So they
+read the body as bytes (a parsed-and-reserialized body would not be what was signed) and hand
+it, with the ``X-Signature`` header, to ``edge.pings``. The arrivals list is staff-facing and
+guarded like the station API's reads (loopback or a station token) until staff logins exist.
+
+Refusals are 403 ``{"reason", "message"}`` like the station API's; a body that is not the
+contract's JSON object is 422, as the station API answers one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from edge import const
+from edge.attendance import utc_iso_ms
+from edge.models import SubjectKind
+from edge.outcomes import RecordedEvent, Refusal
+from edge.pings import MalformedRequest, PingRefusal, Refused
+from kiosk_ui import presenter
+from kiosk_ui.deps import ServicesDep, station_caller
+from kiosk_ui.geofence_schemas import (
+    PHONE_RESPONSES,
+    AppAttendanceIn,
+    ArrivalsOut,
+    PingIn,
+    PingOut,
+    signed_body,
+)
+from kiosk_ui.schemas import AttendanceOut
+from kiosk_ui.services import Services
+
+router = APIRouter(prefix="/api/v1", max_body_size=const.GEOFENCE_MAX_BODY_BYTES)
+router.tags = ["phone"]
+
+# Declared for the handler, documented by signed_body(): a missing or malformed signature is a
+# refusal (bad_signature), not a validation error.
+Signature = Annotated[str | None, Header(alias="X-Signature", include_in_schema=False)]
+AcceptLanguage = Annotated[str | None, Header(max_length=200, include_in_schema=False)]
+
+# The phone's sentences for the geofence's own codes; the station API's codes read as at the door.
+_MESSAGES: dict[str, dict[PingRefusal, str]] = {
+    "en": {
+        PingRefusal.BAD_SIGNATURE: "This phone could not be verified. Please use your PIN at the kiosk.",
+        PingRefusal.UNKNOWN_DEVICE: "This phone is not registered with the center. Please see the front desk.",
+        PingRefusal.PIN_ONLY: "Please use your PIN at the kiosk. The phone app is for parents only.",
+        PingRefusal.REPLAYED: "That request was already received.",
+        PingRefusal.STALE_FIX: "Your location is out of date. Please try again.",
+        PingRefusal.FUTURE_FIX: "Your phone's clock looks wrong. Please check its date and time.",
+        PingRefusal.MOCK_LOCATION: "Please turn off mock locations on your phone.",
+        PingRefusal.IMPOSSIBLE_JUMP: "Your location jumped too far too fast. Please try again.",
+        PingRefusal.BAD_COORDINATES: "Your phone sent a location that is not valid. Please try again.",
+        PingRefusal.NOT_ON_SITE: "You need to be at the center to do this from your phone. Please use the kiosk.",
+    },
+    "es": {
+        PingRefusal.BAD_SIGNATURE: "No se pudo verificar este teléfono. Use su PIN en el quiosco.",
+        PingRefusal.UNKNOWN_DEVICE: "Este teléfono no está registrado en el centro. Pase por la recepción.",
+        PingRefusal.PIN_ONLY: "Use su PIN en el quiosco. La aplicación es solo para los padres.",
+        PingRefusal.REPLAYED: "Esa solicitud ya se recibió.",
+        PingRefusal.STALE_FIX: "Su ubicación no está actualizada. Inténtelo de nuevo.",
+        PingRefusal.FUTURE_FIX: "La hora de su teléfono parece incorrecta. Revise la fecha y la hora.",
+        PingRefusal.MOCK_LOCATION: "Desactive las ubicaciones simuladas en su teléfono.",
+        PingRefusal.IMPOSSIBLE_JUMP: "Su ubicación cambió demasiado rápido. Inténtelo de nuevo.",
+        PingRefusal.BAD_COORDINATES: "Su teléfono envió una ubicación no válida. Inténtelo de nuevo.",
+        PingRefusal.NOT_ON_SITE: "Debe estar en el centro para hacer esto desde su teléfono. Use el quiosco.",
+    },
+}
+
+
+def _lang(accept_language: str | None) -> str:
+    first = (accept_language or "").split(",")[0].strip().lower()
+    return "es" if first.startswith("es") else "en"
+
+
+def phone_message(reason: PingRefusal, lang: str = "en") -> str:
+    return _MESSAGES["es" if lang == "es" else "en"][reason]
+
+
+def _refused(result: Refused | Refusal, lang: str) -> JSONResponse:
+    if isinstance(result, Refused):
+        message = phone_message(result.reason, lang)
+        reason = result.reason.value
+    else:
+        message = presenter.message(result.reason, lang, **result.context)
+        reason = result.reason.value
+    return JSONResponse({"reason": reason, "message": message}, status_code=403)
+
+
+def _malformed(exc: MalformedRequest) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+def _event(event: RecordedEvent) -> dict[str, Any]:
+    # The station API's /api/v1/attendance event, field for field.
+    subject = "child_id" if event.subject_kind is SubjectKind.CHILD else "staff_id"
+    return {
+        "event_id": event.event_id,
+        subject: event.subject_id,
+        "name": event.name,
+        "action": event.action.value,
+        "occurred_at": utc_iso_ms(event.occurred_at),
+    }
+
+
+@router.post(
+    "/geofence/pings",
+    response_model=PingOut,
+    responses=PHONE_RESPONSES,
+    openapi_extra=signed_body(PingIn),
+    summary="A payer's phone reports its position; the answer is the person's state",
+)
+async def ping(
+    request: Request, x_signature: Signature = None, accept_language: AcceptLanguage = None
+) -> dict[str, Any] | JSONResponse:
+    services: Services = request.app.state.services
+    body = await request.body()
+    try:
+        # The threadpool: an Ed25519 verify is CPU, and a due flush or a device lookup is SQLite.
+        result = await run_in_threadpool(services.pings.ping, body, x_signature)
+    except MalformedRequest as exc:
+        return _malformed(exc)
+    if isinstance(result, Refused):
+        return _refused(result, _lang(accept_language))
+    return {"state": result.state.value}
+
+
+@router.post(
+    "/app/attendance",
+    response_model=AttendanceOut,
+    responses=PHONE_RESPONSES,
+    openapi_extra=signed_body(AppAttendanceIn),
+    summary="Check children in or out from the payer's phone, on site",
+)
+async def app_attendance(
+    request: Request, x_signature: Signature = None, accept_language: AcceptLanguage = None
+) -> dict[str, Any] | JSONResponse:
+    services: Services = request.app.state.services
+    body = await request.body()
+    try:
+        result = await run_in_threadpool(services.pings.app_attendance, body, x_signature)
+    except MalformedRequest as exc:
+        return _malformed(exc)
+    if isinstance(result, Refused | Refusal):
+        return _refused(result, _lang(accept_language))
+    return {"events": [_event(event) for event in result]}
+
+
+@router.get(
+    "/arrivals",
+    response_model=ArrivalsOut,
+    dependencies=[Depends(station_caller)],
+    tags=["station"],
+    summary="Who is arriving or on site, with the children they may take (for staff)",
+)
+async def arrivals(services: ServicesDep) -> dict[str, Any]:
+    return {"arrivals": [arrival.as_json() for arrival in services.pings.arrivals()]}
