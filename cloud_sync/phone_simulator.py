@@ -39,13 +39,6 @@ PINGS = "/api/v1/geofence/pings"
 APP_ATTENDANCE = "/api/v1/app/attendance"
 
 
-class Response(Protocol):
-    @property
-    def status_code(self) -> int: ...
-
-    def json(self) -> Any: ...
-
-
 class Poster(Protocol):
     """What the simulator needs of an HTTP client: ``httpx.Client`` (or a test client)."""
 

@@ -1,9 +1,9 @@
 """Frame sources for the scanner: a camera device, a network stream, a video file, a folder of
 images; and the grabber that keeps only the newest frame.
 
-``open_camera(spec)`` picks the source from the text an installer types: ``"0"`` is the first
-V4L2 device, ``rtsp://…`` or ``http://…`` a network camera, a folder its images in name order,
-anything else a video file. Files and folders are the replayable fake camera of the demo and
+``open_camera(spec)`` picks the source from the text an installer types: ``"0"`` or
+``/dev/video0`` is a V4L2 device, ``rtsp://…`` or ``http://…`` a network camera, a folder its
+images in name order, anything else a video file. Files and folders are the replayable fake camera of the demo and
 the tests: they play at a set frame rate (as a real camera would deliver) and can loop.
 
 ``Grabber`` reads the source on its own thread and keeps one slot: the newest frame. A
@@ -32,6 +32,8 @@ Frame = npt.NDArray[Any]  # H x W x 3 BGR uint8 (OpenCV's stubs type images loos
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
 DEFAULT_FILE_FPS = 10.0  # a file that does not say (or says nonsense) plays at this rate
 STREAM_TIMEOUT_MS = 5_000  # a network camera that says nothing this long is gone
+# The longest a driver's read may block: FFmpeg's timeout above, V4L2's own select() timeout (10 s).
+READ_BLOCK_MAX_S = 12.0
 
 
 class CameraError(Exception):
@@ -89,7 +91,9 @@ class CaptureCamera:
         self._capture: cv2.VideoCapture | None = None
         self._exhausted = False
         self._file_fps: float | None = None
-        self.live = isinstance(source, int) or "://" in str(source)
+        # A device (an index, or a node such as /dev/video0, as the systemd unit names it) or a
+        # network stream delivers at its own pace; a file is a replay.
+        self.live = isinstance(source, int) or "://" in source or source.startswith("/dev/")
 
     @property
     def name(self) -> str:
@@ -222,9 +226,9 @@ def open_camera(spec: str, *, fps: float | None = None, loop: bool = False) -> C
     text = spec.strip()
     if text.isdigit():
         return CaptureCamera(int(text), fps=fps)
-    if "://" in text:
+    if "://" in text or text.startswith("/dev/"):
         return CaptureCamera(text, fps=fps)
-    if Path(text).is_dir():
+    if Path(text).is_dir() or text.endswith("/"):  # a folder, or one that is not there yet
         return FolderCamera(Path(text), fps=fps, loop=loop)
     return CaptureCamera(text, fps=fps, loop=loop)
 
@@ -285,13 +289,15 @@ class Grabber:
                 return latest
             return None
 
-    def stop(self, join_s: float = 2.0) -> None:
-        """Stop reading. A read stuck inside a driver is left to its daemon thread."""
+    def stop(self, join_s: float = 2.0) -> bool:
+        """Stop reading; False when the thread is still stuck in a read inside the driver after
+        ``join_s`` (then the camera must not be closed under it)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(join_s)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         due = self._monotonic()

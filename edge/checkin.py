@@ -116,6 +116,10 @@ _SEVERITY: dict[RefusalReason | None, int] = {
 }
 
 
+# Live event kind: a person identified at a station by QR (carries the ticket: that station only).
+IDENTIFIED = "identified"
+
+
 class TokenVerifier(Protocol):
     """Checks a scanned QR text (implemented by the QR token issue, edge/tokens.py).
 
@@ -239,7 +243,12 @@ class CheckinService:
             actor = facts.person_actor(verdict, session=session)
             admitted = admit(actor, Method.QR) if actor is not None else None
             if actor is not None and admitted is not None and admitted.allowed:
-                return self._identified(station_id, actor, Method.QR, session)
+                found = self._identified(station_id, actor, Method.QR, session)
+        if actor is not None and admitted is not None and admitted.allowed:
+            # The scanner is not the screen: the kiosk at this door shows who was scanned, with
+            # the ticket to act on. Only that station's stream receives it (kiosk_ui live).
+            self.events.publish(IDENTIFIED, found.as_json(), station_id=station_id)
+            return found
         if actor is None or admitted is None:
             return self._refuse_identify(
                 station_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -86,7 +87,7 @@ class SubjectNow:
     today: bool  # the last event was today (center time): "out since 17:40" rather than "not in today"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RoomNow:
     id: str
     name: str
@@ -94,15 +95,17 @@ class RoomNow:
     children: list[SubjectNow] = field(default_factory=list)
     teachers: list[SubjectNow] = field(default_factory=list)
 
-    @property
+    # Counted once: a page asks for each several times (summary, table, the room's own heading).
+    # Read only after now_view has filled the lists.
+    @cached_property
     def enrolled(self) -> int:
         return len(self.children)
 
-    @property
+    @cached_property
     def children_in(self) -> int:
         return sum(1 for child in self.children if child.present)
 
-    @property
+    @cached_property
     def teachers_in(self) -> int:
         return sum(1 for teacher in self.teachers if teacher.present)
 
@@ -126,19 +129,19 @@ class NowView:
     rooms: list[RoomNow]
     other_teachers_in: list[SubjectNow]  # clocked in without a room of their own (active rooms)
 
-    @property
+    @cached_property
     def children_in(self) -> int:
         return sum(room.children_in for room in self.rooms)
 
-    @property
+    @cached_property
     def enrolled(self) -> int:
         return sum(room.enrolled for room in self.rooms)
 
-    @property
+    @cached_property
     def teachers_in(self) -> int:
         return sum(room.teachers_in for room in self.rooms) + len(self.other_teachers_in)
 
-    @property
+    @cached_property
     def rooms_over_ratio(self) -> list[RoomNow]:
         return [room for room in self.rooms if room.over_ratio]
 
@@ -150,7 +153,7 @@ def now_view(*, session: Session, now: dt.datetime, zone: ZoneInfo | None = None
     rooms = {row.id: RoomNow(row.id, row.name, row.ratio) for row in conn.execute(_ROOMS)}
 
     def subject(row: Any) -> SubjectNow:
-        since = _aware(row.since)
+        since = row.since  # aware: Core reads through the UTCDateTime column type
         return SubjectNow(
             row.id,
             f"{row.first_name} {row.last_name}".strip(),
@@ -171,13 +174,6 @@ def now_view(*, session: Session, now: dt.datetime, zone: ZoneInfo | None = None
         elif row.present:
             others.append(subject(row))
     return NowView(now, zone, list(rooms.values()), others)
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    # Core reads through the UTCDateTime type already; this covers a backend handing back naive UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
 
 
 def open_alerts(*, session: Session, limit: int = 50) -> list[Alert]:

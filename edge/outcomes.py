@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
+from edge.attendance import utc_iso_ms
 from edge.models import Action, ActorKind, Method, SubjectKind
 from edge.policy import RefusalReason
 
@@ -50,6 +52,20 @@ class Identification:
     person: PersonView
     children: tuple[ChildView, ...]
     clock: ClockView | None = None  # set for staff (a teacher's PIN), who get no children
+
+    def as_json(self) -> dict[str, Any]:
+        """The station API's identify answer (station-api.md); also what a QR scan announces to
+        the kiosk at that door."""
+        person = {"id": self.person.id, "name": self.person.name, "role": self.person.role.value}
+        if self.clock is not None:
+            since = utc_iso_ms(self.clock.since) if self.clock.since else None
+            clock = {"present": self.clock.present, "since": since}
+            return {"ticket": self.ticket, "person": person, "children": [], "clock": clock}
+        children = [
+            {"id": c.id, "name": c.name, "room": c.room, "present": c.present, "allowed": c.allowed, "reason": c.reason}
+            for c in self.children
+        ]
+        return {"ticket": self.ticket, "person": person, "children": children}
 
 
 @dataclass(frozen=True)

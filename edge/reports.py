@@ -32,6 +32,7 @@ from edge.models import (
     OutboxEntry,
     OutboxState,
     Person,
+    PhoneFix,
     Presence,
     Room,
     StaffAccount,
@@ -282,10 +283,10 @@ def occupancy(*, session: Session, day: dt.date, zone: ZoneInfo, now: dt.datetim
         row.id: row.name
         for row in conn.execute(select(ROOMS.c.id, ROOMS.c.name).where(ROOMS.c.active).order_by(ROOMS.c.name))
     }
-    room_of = dict(conn.execute(select(CHILDREN.c.id, CHILDREN.c.room_id)).tuples().all())
+    room_of = dict(conn.execute(select(CHILDREN.c.id, CHILDREN.c.room_id)).all())
     counts = dict.fromkeys(rooms, 0)
     inside: set[str] = set()
-    for subject_id, action in conn.execute(_last_before(start)).tuples():
+    for subject_id, action in conn.execute(_last_before(start)):
         if action == Action.CHECK_IN:
             inside.add(subject_id)
     for subject_id in inside:
@@ -301,7 +302,7 @@ def occupancy(*, session: Session, day: dt.date, zone: ZoneInfo, now: dt.datetim
             EVENTS.c.occurred_at < min(end, max(now, start)),
         )
         .order_by(EVENTS.c.occurred_at, EVENTS.c.id)
-    ).tuples()
+    )
     for subject_id, action, at in events:
         room = room_of.get(subject_id)
         if room is None or room not in counts:
@@ -529,9 +530,7 @@ def stations(*, session: Session, now: dt.datetime, configured: Iterable[str], s
             select(AuditEntry.station_id, func.max(AuditEntry.at))
             .where(AuditEntry.at >= now - dt.timedelta(days=seen_days), AuditEntry.station_id.is_not(None))
             .group_by(AuditEntry.station_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     locks = {row.station_id: row for row in session.scalars(select(StationLockout))}
     configured = set(configured)
@@ -546,3 +545,26 @@ def stations(*, session: Session, now: dt.datetime, configured: Iterable[str], s
         )
         for name in names
     ]
+
+
+# -- the geofence page: where phones were lately ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixDot:
+    lat: float
+    lon: float
+    accuracy_m: float
+    state: str  # away, arriving, on_site, uncertain
+    fix_at: dt.datetime
+
+
+def recent_fixes(*, session: Session, since: dt.datetime, limit: int = 500) -> list[FixDot]:
+    """Accepted phone fixes since ``since``, newest first, without who sent them (dots on a map)."""
+    rows = session.execute(
+        select(PhoneFix.lat, PhoneFix.lon, PhoneFix.accuracy_m, PhoneFix.state, PhoneFix.fix_at)
+        .where(PhoneFix.fix_at >= since)
+        .order_by(PhoneFix.fix_at.desc())
+        .limit(limit)
+    )
+    return [FixDot(row.lat, row.lon, row.accuracy_m, str(row.state), row.fix_at) for row in rows]

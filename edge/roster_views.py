@@ -97,7 +97,7 @@ def _like(column: Any, text: str) -> Any:
 
 
 def _room_names(session: Session) -> dict[str, str]:
-    return dict(session.execute(select(Room.id, Room.name)).tuples().all())
+    return dict(session.execute(select(Room.id, Room.name)).all())
 
 
 def children(*, session: Session, query: str | None = None) -> list[ChildRow]:
@@ -127,9 +127,9 @@ def children(*, session: Session, query: str | None = None) -> list[ChildRow]:
 def families(*, session: Session, query: str | None = None) -> list[Family]:
     """People and children grouped by the back office's family id, payers first."""
     phones = dict(
-        session.execute(select(AppDevice.person_id, func.count()).where(AppDevice.active).group_by(AppDevice.person_id))
-        .tuples()
-        .all()
+        session.execute(
+            select(AppDevice.person_id, func.count()).where(AppDevice.active).group_by(AppDevice.person_id)
+        ).all()
     )
     grouped: dict[str, Family] = {}
     for person in session.scalars(select(Person).order_by(Person.role, Person.first_name, Person.id)):
@@ -173,13 +173,9 @@ def teachers(*, session: Session) -> list[TeacherRow]:
 
 
 def rooms(*, session: Session) -> list[RoomRow]:
-    kids = dict(
-        session.execute(select(Child.room_id, func.count()).where(Child.active).group_by(Child.room_id)).tuples().all()
-    )
+    kids = dict(session.execute(select(Child.room_id, func.count()).where(Child.active).group_by(Child.room_id)).all())
     staff = dict(
-        session.execute(select(Teacher.room_id, func.count()).where(Teacher.active).group_by(Teacher.room_id))
-        .tuples()
-        .all()
+        session.execute(select(Teacher.room_id, func.count()).where(Teacher.active).group_by(Teacher.room_id)).all()
     )
     return [
         RoomRow(r.id, r.name, r.ratio, r.active, kids.get(r.id, 0), staff.get(r.id, 0))
@@ -262,3 +258,19 @@ def sync_doctor(*, session: Session) -> SyncDoctor:
         if (kind, row.id) not in explained:
             inactive.append(Inactive(kind, row.id, row.name, row.changed_at))
     return SyncDoctor(run, last, skipped, demoted, hints, inactive)
+
+
+def payers(*, session: Session, query: str | None = None, limit: int = 200) -> list[PersonRow]:
+    """Active payers (the only people a badge is for), by name; ``query`` matches a name or an id."""
+    stmt = (
+        select(Person)
+        .where(Person.active, Person.role == PersonRole.PAYER)
+        .order_by(Person.first_name, Person.last_name, Person.id)
+        .limit(limit)
+    )
+    if query:
+        stmt = stmt.where(_like(Person.first_name + " " + Person.last_name, query) | (Person.id == query.strip()))
+    return [
+        PersonRow(p.id, p.name, p.role, p.email, p.sms_number, p.pin_state, 0, p.active, p.family_id)
+        for p in session.scalars(stmt)
+    ]

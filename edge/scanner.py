@@ -43,7 +43,7 @@ from pyzbar import pyzbar
 from pyzbar.pyzbar import ZBarSymbol
 
 from edge import const
-from edge.camera import STREAM_TIMEOUT_MS, Camera, CameraError, Frame, Grabber
+from edge.camera import READ_BLOCK_MAX_S, Camera, CameraError, Frame, Grabber
 
 log = logging.getLogger(__name__)
 
@@ -473,6 +473,10 @@ class Debounce:
         self._last.pop(text, None)
 
 
+class _StuckCamera(Exception):
+    """The grabber's read never returned."""
+
+
 class ScanLoop:
     """Capture -> newest frame -> decode_frame -> debounce -> post, until ``stop`` is set.
 
@@ -494,6 +498,7 @@ class ScanLoop:
         stall_s: float = const.SCAN_STALL_S,
         backoff_base_s: float = const.SCAN_BACKOFF_BASE_S,
         backoff_max_s: float = const.SCAN_BACKOFF_MAX_S,
+        read_block_max_s: float = READ_BLOCK_MAX_S,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -509,6 +514,7 @@ class ScanLoop:
         self._stall = max(stall_s, 3 * self._interval)
         self._backoff_base = backoff_base_s
         self._backoff_max = backoff_max_s
+        self._read_block_max = read_block_max_s
         self._monotonic = monotonic
         self._wall = wall
         self.state = ScanState.STARTING
@@ -517,7 +523,11 @@ class ScanLoop:
         self._window_start = monotonic()
         self._window_decodes = 0
         self._window_decode_s = 0.0
-        self._window_delivered = 0
+        self._window_delivered = 0  # frames the camera delivered in this interval (decoded or dropped)
+        # The grabber's count when the interval began; it carries over a reconnect (a new grabber
+        # counts from zero) so the interval still counts the old session's frames.
+        self._delivered_before_window = 0
+        self._grabber: Grabber | None = None
         self._last_frame_at: dt.datetime | None = None
         self._last_decode_at: dt.datetime | None = None
         self.scans = 0
@@ -532,6 +542,8 @@ class ScanLoop:
         """Scan until ``stop`` is set (or a replay ends); returns the final state."""
         # One core at most: OpenCV's own thread pool would take them all for a resize.
         cv2.setNumThreads(1)
+        # OpenCV warns on every failed open of a missing camera; the loop logs the change once.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         backoff = self._backoff_base
         while not stop.is_set():
             try:
@@ -544,8 +556,13 @@ class ScanLoop:
             self._set_state(ScanState.SCANNING)
             try:
                 delivered = self._scan(stop)
-            finally:
-                self._close_camera()
+            except _StuckCamera:
+                # A driver that never returns from a read cannot be closed under it, nor reopened:
+                # leave, and let the supervisor (systemd's Restart=) start a clean process.
+                log.error("%s: camera %s is stuck in its driver; exiting", self.station_id, self.camera.name)
+                self._set_state(ScanState.CAMERA_LOST, "stuck in the camera driver")
+                return self.state
+            self._close_camera()
             if delivered:
                 backoff = self._backoff_base  # it worked for a while: start the back-off over
             if stop.is_set():
@@ -590,12 +607,11 @@ class ScanLoop:
                         stop.wait(wait)
             return grabber.delivered
         finally:
-            grabber.stop(join_s=STREAM_TIMEOUT_MS / 1000 + 1)
+            stopped = grabber.stop(join_s=self._read_block_max if self.camera.live else 2.0)
             self._delivered_before_window -= grabber.delivered
             self._grabber = None
-
-    _grabber: Grabber | None = None
-    _delivered_before_window = 0
+            if not stopped:
+                raise _StuckCamera
 
     def _close_camera(self) -> None:
         try:

@@ -141,9 +141,11 @@ class WatchdogLoop:
                 return name
         return None
 
-    def tick(self) -> bool:
+    def tick(self, stop: threading.Event | None = None) -> bool:
         """One round: probe, then ping when all is well. True when a ping was sent."""
         failing = self.failing_probe()
+        if stop is not None and stop.is_set():
+            return False  # shutting down: a loop that is closing is no alarm
         if failing != self._failing:
             # Log a change of state once, not every round.
             if failing is None:
@@ -159,7 +161,7 @@ class WatchdogLoop:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval_s):
-            self.tick()
+            self.tick(stop)
 
 
 class ServeSupervisor:
@@ -200,8 +202,9 @@ class ServeSupervisor:
             **self.extra_probes,
         }
         self.loop = WatchdogLoop(self.notifier, self.interval_s, probes)
-        # Ping once now: the first interval must not pass unpinged if a probe is slow later.
-        self.loop.tick()
+        # Ping once now, without probing: this runs on the event loop itself, which plainly
+        # answers (and would deadlock waiting for itself), and the database was just migrated.
+        self.notifier.watchdog()
         self._thread = threading.Thread(target=self.loop.run, args=(self._stop,), name="sd-watchdog", daemon=True)
         self._thread.start()
         log.info("systemd watchdog: pinging every %.1f s while the hub answers", self.interval_s)

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import fastapi.routing
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute
 
 from edge import const
 from edge.models import StaffRole
@@ -62,16 +63,24 @@ _STRICTNESS = {level: rank for rank, level in enumerate(Access)}
 PUBLIC_FRAMEWORK_PATHS = frozenset({"/openapi.json", "/static"})
 
 
-def declared_access(route: BaseRoute) -> Access | None:
+def route_table(routes: Iterable[BaseRoute]) -> list[Any]:
+    """Every route as the app serves it, with the tags and dependencies of the routers it was
+    included through. FastAPI 0.16x keeps included routers unflattened in ``app.routes`` and
+    walks them with ``iter_route_contexts``; older versions flatten them there already."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    return list(iterate(list(routes))) if iterate is not None else list(routes)
+
+
+def declared_access(route: Any) -> Access | None:
     """The access level a route declares (the strictest of its tags), or None."""
-    if isinstance(route, Mount | Route) and not hasattr(route, "tags"):
-        return Access.PUBLIC if route.path in PUBLIC_FRAMEWORK_PATHS else None
-    tags = getattr(route, "tags", None) or []
+    tags = getattr(route, "tags", None)
+    if tags is None:  # not a FastAPI route: a Mount, the OpenAPI document
+        return Access.PUBLIC if getattr(route, "path", None) in PUBLIC_FRAMEWORK_PATHS else None
     levels = [Access(tag) for tag in tags if tag in Access.__members__.values()]
     return max(levels, key=_STRICTNESS.__getitem__) if levels else None
 
 
-def dependency_calls(route: BaseRoute) -> set[Callable[..., Any]]:
+def dependency_calls(route: Any) -> set[Callable[..., Any]]:
     """Every dependency function a route runs (router-level ones included), to check a declared
     level is actually enforced."""
     found: set[Callable[..., Any]] = set()
@@ -86,6 +95,11 @@ def dependency_calls(route: BaseRoute) -> set[Callable[..., Any]]:
     return found
 
 
+def routes_without_access(routes: Iterable[BaseRoute]) -> list[str]:
+    """The paths of routes that declare no access level."""
+    return [str(getattr(route, "path", route)) for route in route_table(routes) if declared_access(route) is None]
+
+
 # -- sessions -----------------------------------------------------------------------------------
 
 
@@ -96,6 +110,7 @@ class StaffSession:
     csrf: str
     created: float  # time.monotonic()
     last_seen: float
+    account_checked: float = 0.0  # when the account was last read back (see current_session)
 
     @property
     def is_director(self) -> bool:
@@ -109,6 +124,10 @@ class SessionStore:
     idle_s: float = const.STAFF_SESSION_IDLE_S
     max_age_s: float = const.STAFF_SESSION_MAX_S
     max_sessions: int = const.STAFF_SESSIONS_MAX
+    # How stale the account behind a session may be: a password change or a disabled account
+    # (`checkin-edge user`, another process) ends its sessions within this long, and a page
+    # view costs no account read in between.
+    recheck_s: float = 5.0
     monotonic: Callable[[], float] = time.monotonic
     _sessions: OrderedDict[str, StaffSession] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -208,12 +227,15 @@ def current_session(request: Request) -> StaffSession | None:
     session = store.get(session_id)
     if session is None:
         return None
+    if store.monotonic() - session.account_checked < store.recheck_s:
+        return session
     services: Services = request.app.state.services
     account = services.staff.get(session.user.username)
     if account is None or not account.active or account.password_changed_at != session.user.password_changed_at:
         store.drop(session_id)
         return None
     session.user = account  # a role or teacher link changed since the login counts now
+    session.account_checked = store.monotonic()
     return session
 
 
@@ -236,7 +258,7 @@ async def require_staff(request: Request) -> StaffSession:
     return session
 
 
-def require_director(session: Annotated[StaffSession, Depends(require_staff)]) -> StaffSession:
+async def require_director(session: Annotated[StaffSession, Depends(require_staff)]) -> StaffSession:
     if not session.is_director:
         raise DirectorOnly
     return session
@@ -283,8 +305,3 @@ def set_login_csrf_cookie(response: Response, request: Request, token: str) -> N
 def login_csrf_ok(request: Request, sent: str | None) -> bool:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
     return bool(cookie and sent and hmac.compare_digest(cookie.encode(), sent.encode()))
-
-
-def routes_without_access(routes: Iterable[BaseRoute]) -> list[str]:
-    """The paths of routes that declare no access level (the test and `serve` use it)."""
-    return [getattr(route, "path", repr(route)) for route in routes if declared_access(route) is None]

@@ -40,6 +40,7 @@ from edge.store import Store, upgrade
 from edge.tokens import TokenService
 from edge.watchdog import ServeSupervisor
 from kiosk_ui.services import Services
+from kiosk_ui.sync_now import announced_pull
 
 log = logging.getLogger("checkin_edge")
 
@@ -349,6 +350,70 @@ def _badge_list(services: Services, person_id: str | None, as_json: bool) -> int
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    """From stdin (one line, for scripts) or asked twice at the terminal, never on the command line."""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CliError("--password-stdin: no password on standard input")
+        return password
+    import getpass
+
+    first = getpass.getpass("Password (10 characters or more): ")
+    if getpass.getpass("Again: ") != first:
+        raise CliError("The two passwords differ; nothing was changed")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """``user add NAME --role R``, ``user passwd NAME``, ``user list``, ``user disable|enable NAME``."""
+    with closing(build_services(_config(args))) as services:
+        accounts = services.staff
+        try:
+            if args.action == "list":
+                users = accounts.list()
+                if args.json:
+                    _print_json(
+                        [
+                            {
+                                "username": u.username,
+                                "role": u.role.value,
+                                "teacher_id": u.teacher_id,
+                                "active": u.active,
+                                "created_at": _utc_z(u.created_at),
+                                "password_changed_at": _utc_z(u.password_changed_at),
+                            }
+                            for u in users
+                        ]
+                    )
+                elif not users:
+                    print("No staff accounts yet: checkin-edge user add NAME --role director")
+                for u in [] if args.json else users:
+                    teacher = f"  teacher {u.teacher_id} ({u.teacher_name})" if u.teacher_id else ""
+                    print(f"{u.username:<20} {u.role.value:<9} {'active' if u.active else 'disabled'}{teacher}")
+                return 0
+            if not args.username:
+                raise CliError(f"usage: checkin-edge user {args.action} USERNAME")
+            if args.action == "add":
+                if args.role is None:
+                    raise CliError("user add needs --role director or --role teacher")
+                user = accounts.add(args.username, args.role, _read_password(args), teacher_id=args.teacher)
+                message = f"Added {user.username} ({user.role.value})"
+            elif args.action == "passwd":
+                accounts.set_password(args.username, _read_password(args))
+                message = f"Password changed for {args.username}: its open sessions are logged out"
+            else:
+                accounts.set_active(args.username, args.action == "enable")
+                message = f"{args.username} {'enabled' if args.action == 'enable' else 'disabled'}"
+        except StaffError as exc:
+            raise CliError(str(exc)) from None
+    if args.json:
+        _print_json({"ok": True, "message": message})
+    else:
+        print(message)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.action == "check":
@@ -456,7 +521,8 @@ def _start_sync_loop(services: Services, stop: threading.Event) -> None:
     client = roster_client(config)
 
     def run_sync(trigger: str) -> object:
-        return services.roster_sync.pull(client, SyncTrigger(trigger))
+        # Told on the live channel too: an open dashboard shows the schedule's pulls as they run.
+        return announced_pull(services.roster_sync, client, SyncTrigger(trigger), services.events, by=trigger)
 
     loop = SyncLoop(services.schedule, run_sync, services.roster_sync.last_success_at, utc_now, stop)
     threading.Thread(target=loop.run, name="sync-loop", daemon=True).start()
@@ -537,6 +603,17 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_DIRECTOR = ("director", "demo-director")  # demo mode only: on loopback, with generated families
+
+
+def _demo_login(services: Services) -> str:
+    """A director account for the demo's dashboard (made once; a real appliance uses `user add`)."""
+    username, password = DEMO_DIRECTOR
+    if services.staff.get(username) is None:
+        services.staff.add(username, "director", password)
+    return f"{username} / {password}"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cloud_sync.standin.generator import demo_people, generate_roster
     from cloud_sync.standin.server import DEFAULT_CLOUD_TOKEN, DEFAULT_SOURCE_TOKEN, StandinCloud, StandinState
@@ -568,7 +645,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Data directory: {data_dir}")
         print(f"Roster sync:    {report.outcome.value} {report.counts}")
         print(f"Kiosk:          {base}/kiosk?station=front-door")
-        print(f"Dashboard:      {base}/roster")
+        print(f"Dashboard:      {base}/dashboard  (log in as {_demo_login(services)})")
         print(f"Payer's phone:  {cloud.url}/demo/phone/{people['payer']['id']}  (app code QR, hold it to a camera)")
         print(f"Phone walk:     {_demo_phone(services, export, base, args.seed)}")
         print("Try these PINs at the kiosk:")
@@ -850,6 +927,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", default=None, metavar="URL", help="the hub (default: http://127.0.0.1:PORT of the config)")
     p.add_argument("--fps", type=float, default=None, metavar="N", help="frames decoded per second (default 10)")
     p.add_argument("--loop", action="store_true", help="a video file or folder replays from the start when it ends")
+
+    p = add("user", cmd_user, "dashboard logins: add, passwd, list, disable, enable")
+    p.add_argument("action", choices=["add", "passwd", "list", "disable", "enable"])
+    p.add_argument("username", nargs="?", default=None)
+    p.add_argument("--role", choices=["director", "teacher"], default=None, help="with add")
+    p.add_argument("--teacher", default=None, metavar="TEACHER_ID", help="with add: the roster's teacher this login is")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input instead of asking"
+    )
 
     p = add("config", cmd_config, "check or print the merged configuration", json_flag=False)
     p.add_argument("action", choices=["check", "dump"])

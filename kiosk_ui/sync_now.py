@@ -14,7 +14,7 @@ import threading
 
 from sqlalchemy import select
 
-from cloud_sync.roster_sync import RosterSource, RosterSyncService
+from cloud_sync.roster_sync import RosterSource, RosterSyncService, SyncReport
 from edge.events import EventBus
 from edge.models import SyncOutcome, SyncRun, SyncTrigger
 from edge.store import Store
@@ -59,25 +59,33 @@ class ManualSync:
             thread.join(timeout)
 
     def _run(self, source: RosterSource, by: str) -> None:
-        self.events.publish("sync", {"state": "started", "by": by})
         try:
-            report = self.roster_sync.pull(source, SyncTrigger.MANUAL)
+            announced_pull(self.roster_sync, source, SyncTrigger.MANUAL, self.events, by=by)
         except Exception as exc:  # pull records its own failures; this is a bug, told all the same
             log.exception("sync now failed")
             self.events.publish("sync", {"state": "finished", "outcome": "failed", "error": type(exc).__name__})
-            return
-        self.events.publish(
-            "sync",
-            {
-                "state": "finished",
-                "outcome": report.outcome.value,
-                "counts": report.counts,
-                "error": report.error,
-                "skipped": len(report.skipped),
-                "demoted": len(report.demoted),
-                "run_id": report.run_id,
-            },
-        )
+
+
+def announced_pull(
+    roster_sync: RosterSyncService, source: RosterSource, trigger: SyncTrigger, events: EventBus, *, by: str
+) -> SyncReport:
+    """One pull, told on the live channel (kind ``sync``) as it starts and ends: Sync now, and the
+    schedule's pulls inside ``serve`` (kiosk_ui/cli.py), so an open dashboard sees both."""
+    events.publish("sync", {"state": "started", "by": by})
+    report = roster_sync.pull(source, trigger)
+    events.publish(
+        "sync",
+        {
+            "state": "finished",
+            "outcome": report.outcome.value,
+            "counts": report.counts,
+            "error": report.error,
+            "skipped": len(report.skipped),
+            "demoted": len(report.demoted),
+            "run_id": report.run_id,
+        },
+    )
+    return report
 
 
 def _running_elsewhere(store: Store, now: dt.datetime) -> bool:

@@ -11,7 +11,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from scripts import bench_checkin, bench_footprint, bench_geofence, bench_outbox, bench_qr, bench_roster
+from scripts import (
+    bench_checkin,
+    bench_dashboard,
+    bench_footprint,
+    bench_geofence,
+    bench_outbox,
+    bench_qr,
+    bench_roster,
+)
 
 SUITES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "roster": bench_roster.run,
@@ -20,6 +28,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "qr": bench_qr.run,
     "footprint": bench_footprint.run,
     "geofence": bench_geofence.run,
+    "dashboard": bench_dashboard.run,
 }
 
 

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from edge import const
 from edge.attendance import utc_iso_ms
 from edge.models import SubjectKind
-from edge.outcomes import Identification, RecordedEvent, Refusal
+from edge.outcomes import RecordedEvent, Refusal
 from edge.policy import RefusalReason
 from edge.store import Store
 from kiosk_ui import presenter
@@ -104,19 +104,6 @@ def refusal_response(refusal: Refusal, lang: str = "en") -> JSONResponse:
 # building model objects first would validate twice on the door's hot path.
 
 
-def _identified(found: Identification) -> dict[str, Any]:
-    person = {"id": found.person.id, "name": found.person.name, "role": found.person.role.value}
-    if found.clock is not None:
-        since = utc_iso_ms(found.clock.since) if found.clock.since else None
-        clock = {"present": found.clock.present, "since": since}
-        return {"ticket": found.ticket, "person": person, "children": [], "clock": clock}
-    children = [
-        {"id": c.id, "name": c.name, "room": c.room, "present": c.present, "allowed": c.allowed, "reason": c.reason}
-        for c in found.children
-    ]
-    return {"ticket": found.ticket, "person": person, "children": children}
-
-
 def _event(event: RecordedEvent) -> dict[str, Any]:
     subject = "child_id" if event.subject_kind is SubjectKind.CHILD else "staff_id"
     return {
@@ -146,7 +133,7 @@ async def identify(
     found = await door_runner(request).run(services.checkin.identify, body.station_id, body.method, body.secret)
     if isinstance(found, Refusal):
         return refusal_response(found, _lang(accept_language))
-    return _identified(found)
+    return found.as_json()
 
 
 @router.post(

@@ -14,6 +14,7 @@ from kiosk_ui.routes import (
     dashboard_auth,
     dashboard_fix,
     dashboard_now,
+    dashboard_places,
     dashboard_reports,
     dashboard_roster,
     dashboard_sync,
@@ -28,6 +29,7 @@ ROUTERS = (
     dashboard_roster.router,
     dashboard_sync.router,
     dashboard_reports.router,
+    dashboard_places.router,
 )
 
 

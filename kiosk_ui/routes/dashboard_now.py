@@ -122,11 +122,12 @@ async def live(
     services = services_of(request)
     epoch = live_epoch(request.app)
     replay_after = parse_last_event_id(last_event_id, epoch)
+    recent = services.events.since(0) if replay_after is None else []
     if replay_after is None and after is not None:
-        # A page that knows the last event at the time it was drawn (the sync page): only newer ones.
-        replay_after = after
+        # A page that knows the last event at the time it was drawn (the sync page): only newer
+        # ones. Never past the bus's last id: the stream would skip events until it caught up.
+        replay_after = min(after, recent[-1].id if recent else 0)
     if replay_after is None:
-        recent = services.events.since(0)
         replay_after = recent[-BACKLOG].id - 1 if len(recent) > BACKLOG else 0
     wanted = frozenset(k for k in (kinds or "").replace(" ", "").split(",") if k) or None
     return StreamingResponse(

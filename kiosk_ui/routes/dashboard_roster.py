@@ -35,8 +35,34 @@ RULE_FIXES = {
 PIN_FIX = "Give each person their own PIN (4 to 6 digits) in the back office: a shared PIN is disabled for everyone."
 
 
+# The sync rules' words for one problem of a record (cloud_sync/rules.py) -> what to do about it.
+PROBLEM_FIXES = (
+    ("no Primary Work Area", "Set the teacher's Primary Work Area to the room they work in."),
+    (
+        "Primary Work Area “",
+        "Set the Primary Work Area to one of the rooms (a classroom, not Kitchen, Office or Floater).",
+    ),
+    ("no Start Date", "Add the Start Date to the teacher's Work History."),
+    ("not “Currently Employed”", "If they still work here, set the status to exactly “Currently Employed”."),
+    (
+        "not “Currently Enrolled”",
+        "If the child still comes, set the enrollment status to exactly “Currently Enrolled”.",
+    ),
+    ("classroom “", "Set the child's classroom to one of the rooms."),
+    ("no classroom", "Give the child a classroom (one of the rooms)."),
+    ("no id", "The record has no id in the export: the back office must give it one (ask its support)."),
+    (
+        "not a payer, and not an authorized pickup",
+        "If they pick a child up, list them as an authorized pickup of that child.",
+    ),
+)
+
+
 def fix_for(rule: str, reason: str) -> str:
     """The report's reason names the problem; this says what to do about it."""
+    fixes = [fix for words, fix in PROBLEM_FIXES if words in reason]
+    if fixes:
+        return " ".join(dict.fromkeys(fixes))
     if "PIN is the same as" in reason:
         return PIN_FIX
     if "has no PIN" in reason or "PIN is not 4 to 6 digits" in reason:

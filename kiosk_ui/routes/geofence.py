@@ -13,15 +13,16 @@ contract's JSON object is 422, as the station API answers one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from edge import const
 from edge.attendance import utc_iso_ms
-from edge.models import SubjectKind
+from edge.models import PresenceState, SubjectKind
 from edge.outcomes import RecordedEvent, Refusal
 from edge.pings import MalformedRequest, PingRefusal, Refused
 from kiosk_ui import presenter
@@ -40,10 +41,9 @@ from kiosk_ui.services import Services
 router = APIRouter(prefix="/api/v1", max_body_size=const.GEOFENCE_MAX_BODY_BYTES)
 router.tags = ["phone"]
 
-# Declared for the handler, documented by signed_body(): a missing or malformed signature is a
-# refusal (bad_signature), not a validation error.
-Signature = Annotated[str | None, Header(alias="X-Signature", include_in_schema=False)]
-AcceptLanguage = Annotated[str | None, Header(max_length=200, include_in_schema=False)]
+# The four possible answers of a ping, encoded once: returned as bytes, they skip the response
+# model's validation and serialization on every ping (the model still documents them).
+_STATE_BODIES = {state: json.dumps({"state": state.value}).encode() for state in PresenceState}
 
 # The phone's sentences for the geofence's own codes; the station API's codes read as at the door.
 _MESSAGES: dict[str, dict[PingRefusal, str]] = {
@@ -75,7 +75,7 @@ _MESSAGES: dict[str, dict[PingRefusal, str]] = {
 
 
 def _lang(accept_language: str | None) -> str:
-    first = (accept_language or "").split(",")[0].strip().lower()
+    first = (accept_language or "")[:200].split(",")[0].strip().lower()
     return "es" if first.startswith("es") else "en"
 
 
@@ -109,6 +109,11 @@ def _event(event: RecordedEvent) -> dict[str, Any]:
     }
 
 
+# The headers are read from the request, not declared as parameters: signed_body() documents
+# X-Signature, a missing or malformed one is a refusal (bad_signature) rather than a validation
+# error, and each declared parameter costs FastAPI time on every ping.
+
+
 @router.post(
     "/geofence/pings",
     response_model=PingOut,
@@ -116,19 +121,20 @@ def _event(event: RecordedEvent) -> dict[str, Any]:
     openapi_extra=signed_body(PingIn),
     summary="A payer's phone reports its position; the answer is the person's state",
 )
-async def ping(
-    request: Request, x_signature: Signature = None, accept_language: AcceptLanguage = None
-) -> dict[str, Any] | JSONResponse:
+async def ping(request: Request) -> Response:
     services: Services = request.app.state.services
     body = await request.body()
     try:
-        # The threadpool: an Ed25519 verify is CPU, and a due flush or a device lookup is SQLite.
-        result = await run_in_threadpool(services.pings.ping, body, x_signature)
+        # In the threadpool, not on the event loop: cryptography releases the interpreter lock
+        # while it verifies (verifications run side by side on a Pi's cores, and a flood of
+        # forged pings does not stall the kiosk pages), and a due batch write or an uncached
+        # device is SQLite.
+        result = await run_in_threadpool(services.pings.ping, body, request.headers.get("x-signature"))
     except MalformedRequest as exc:
         return _malformed(exc)
     if isinstance(result, Refused):
-        return _refused(result, _lang(accept_language))
-    return {"state": result.state.value}
+        return _refused(result, _lang(request.headers.get("accept-language")))
+    return Response(_STATE_BODIES[result.state], media_type="application/json")
 
 
 @router.post(
@@ -138,17 +144,15 @@ async def ping(
     openapi_extra=signed_body(AppAttendanceIn),
     summary="Check children in or out from the payer's phone, on site",
 )
-async def app_attendance(
-    request: Request, x_signature: Signature = None, accept_language: AcceptLanguage = None
-) -> dict[str, Any] | JSONResponse:
+async def app_attendance(request: Request) -> dict[str, Any] | JSONResponse:
     services: Services = request.app.state.services
     body = await request.body()
     try:
-        result = await run_in_threadpool(services.pings.app_attendance, body, x_signature)
+        result = await run_in_threadpool(services.pings.app_attendance, body, request.headers.get("x-signature"))
     except MalformedRequest as exc:
         return _malformed(exc)
     if isinstance(result, Refused | Refusal):
-        return _refused(result, _lang(accept_language))
+        return _refused(result, _lang(request.headers.get("accept-language")))
     return {"events": [_event(event) for event in result]}
 
 

@@ -36,7 +36,7 @@
 
   function clock(iso) {
     var when = iso ? new Date(iso) : new Date();
-    return when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    return when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
   }
 
   function describe(event) {
@@ -86,7 +86,17 @@
   function listen(url, onEvent, status) {
     var source = new EventSource(url);
     source.onopen = function () { if (status) { status.textContent = "live"; status.className = "status live"; } };
-    source.onerror = function () { if (status) { status.textContent = "reconnecting…"; status.className = "status down"; } };
+    source.onerror = function () {
+      if (status) { status.textContent = "reconnecting…"; status.className = "status down"; }
+      if (source.readyState === EventSource.CLOSED) {
+        // The hub refused the stream (the session ended, say): a browser does not retry that by
+        // itself. Ask once whether we are still logged in; the login page if not, else retry.
+        fetch("/dashboard/api/now", { credentials: "same-origin" }).then(function (answer) {
+          if (answer.status === 401) window.location.reload();
+          else window.setTimeout(function () { listen(url, onEvent, status); }, 3000);
+        }, function () { window.setTimeout(function () { listen(url, onEvent, status); }, 3000); });
+      }
+    };
     KINDS.forEach(function (kind) {
       source.addEventListener(kind, function (message) {
         var event;
@@ -116,6 +126,11 @@
         var name = (item.querySelector(".name") || item).textContent.toLowerCase();
         item.hidden = words !== "" && name.indexOf(words) < 0;
       });
+      // While searching, only the rooms with a match stay, their "Not in" lists open.
+      rooms.querySelectorAll("section.room").forEach(function (room) {
+        room.hidden = words !== "" && !room.querySelector("li[data-child]:not([hidden]), li[data-teacher]:not([hidden])");
+      });
+      rooms.querySelectorAll("table.rooms, .summary").forEach(function (el) { el.hidden = words !== ""; });
       if (words !== "") rooms.querySelectorAll("details").forEach(function (d) { d.open = true; });
     }
 
@@ -156,6 +171,7 @@
       item.className = "ev ev-" + said.cls;
       item.dataset.eventId = String(event.id);
       item.dataset.kind = event.kind;
+      item.dataset.shownAt = String(Date.now()); // the browser tests measure "seconds to screen" with it
       var time = document.createElement("time");
       time.textContent = clock(event.at);
       item.appendChild(time);

@@ -34,7 +34,7 @@
   var FETCH_TIMEOUT_MS = 8000;
   var LIVE_MAX_AGE_MS = 120000; // a replayed event older than this is news no longer
   var HUB_GRACE_MS = 2500; // an EventSource reconnect this short is not worth a badge
-  var LIVE_KINDS = "attendance,refusal,outbox"; // staff alerts never come to the door's screen
+  var LIVE_KINDS = "attendance,refusal,outbox,identified"; // staff alerts never come to the door's screen
 
   var lang = body.dataset.lang;
   var pin = "";
@@ -661,6 +661,7 @@
     });
     source.addEventListener("attendance", onLive);
     source.addEventListener("refusal", onLive);
+    source.addEventListener("identified", onIdentified);
     source.addEventListener("outbox", function (message) {
       // The outbox announces each change of the cloud's state: no need to wait for the poll.
       try {
@@ -672,6 +673,28 @@
         /* not for us */
       }
     });
+  }
+
+  function onIdentified(message) {
+    // A code shown to this door's camera: the scanner identified the person; this screen
+    // shows their children with the ticket, exactly as if the PIN had been typed.
+    var event;
+    try {
+      event = JSON.parse(message.data);
+    } catch (e) {
+      return;
+    }
+    var found = event && event.data;
+    if (!found || !found.ticket || (event.station_id && event.station_id !== station) || busy) {
+      return;
+    }
+    pin = "";
+    ident = found;
+    if (ident.person && ident.person.role === "staff") {
+      openStaff();
+    } else {
+      openPeople();
+    }
   }
 
   function onLive(message) {

@@ -3,7 +3,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.venv"
-APT_PACKAGES=(libzbar0 chromium chromium-driver systemd)
+APT_PACKAGES=(libzbar0 chromium chromium-driver systemd shellcheck)
 
 _as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else

@@ -58,10 +58,12 @@ def test_any_frame_can_be_regenerated_alone() -> None:
 
 
 def test_the_corpus_lists_each_distortion_at_each_size_then_empty_and_bait_frames() -> None:
-    names = [s.name for s in qr_scenes.corpus(1, per_kind=1, empty=2, bait=1)]
-    assert len(names) == len(set(names)) == len(qr_scenes.SIZES) * (len(DISTORTIONS) + 2 + len(BAIT))
-    assert "dark_mode-1280x720-0000" in names
+    names = [s.name for s in qr_scenes.corpus(1, per_kind=2, kinds=DISTORTIONS[-2:], empty=2, bait=1)]
+    assert len(names) == len(set(names)) == len(qr_scenes.SIZES) * (2 * 2 + 2 + len(BAIT))
+    assert names[:4] == [f"{k.value}-640x480-000{i}" for k in DISTORTIONS[-2:] for i in (0, 1)]
+    assert "dark_mode-1280x720-0001" in names
     assert "fake_finder-640x480-0000" in names
+    assert "empty-1280x720-0001" in names
 
 
 def test_token_texts_look_like_tokens_and_fit_version_6_or_7_at_m() -> None:

@@ -75,16 +75,15 @@ def test_decode_frame_reads_the_phone_in_the_scene(kind: Kind, at_least: int) ->
 
 def test_the_rescue_reads_what_zxing_cpp_alone_misses_and_loses_nothing() -> None:
     ours, theirs = set(), set()
-    for kind in (Kind.SMALL, Kind.DEFOCUS, Kind.NOISE, Kind.MIXED, Kind.GLARE):
-        for size in qr_scenes.SIZES:
-            for index in range(8):
-                scene = qr_scenes.scene(kind, seed=1, index=index, size=size)
-                if scene.text in decode_frame(scene.image):
-                    ours.add(scene.name)
-                if scene.text in zxing_alone(scene.image):
-                    theirs.add(scene.name)
+    for kind in (Kind.SMALL, Kind.DEFOCUS, Kind.NOISE, Kind.MIXED):
+        for index in range(10):
+            scene = qr_scenes.scene(kind, seed=1, index=index)
+            if scene.text in decode_frame(scene.image):
+                ours.add(scene.name)
+            if scene.text in zxing_alone(scene.image):
+                theirs.add(scene.name)
     assert theirs <= ours
-    assert len(ours - theirs) >= 3
+    assert len(ours - theirs) >= 4
 
 
 def test_a_light_on_dark_code_is_read() -> None:
@@ -146,7 +145,7 @@ SHAPES = st.one_of(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hnp.arrays(DTYPES, SHAPES, elements=None, fill=st.nothing()))
 def test_decode_frame_never_raises_on_arrays(frame: np.ndarray) -> None:
     result = decode_frame(frame)
@@ -294,6 +293,7 @@ def test_sources_by_their_spec(tmp_path: Path) -> None:
     device = open_camera("0")
     assert device.live
     assert device.name == "device 0"
+    assert open_camera("/dev/video0").live  # as the systemd unit names it
     stream = open_camera("rtsp://door:s3cret@10.0.0.9/stream1")
     assert stream.live
     assert "s3cret" not in stream.name

@@ -208,12 +208,14 @@ def test_supervisor_without_a_watchdog_only_says_ready(systemd: FakeSystemd, sto
 def test_serve_tells_systemd_ready_pings_and_stopping(systemd: FakeSystemd, data_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHECKIN_EDGE_", "WATCHDOG_", "NOTIFY_"))}
     env |= {"CHECKIN_EDGE_DATA_DIR": str(data_dir), "NOTIFY_SOCKET": systemd.address, "WATCHDOG_USEC": "400000"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kiosk_ui.cli", "serve", "--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    log = data_dir.parent / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kiosk_ui.cli", "serve", "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         ready = systemd.wait_for("READY=1")
         assert "STATUS=serving on http://127.0.0.1:" in ready
@@ -224,6 +226,9 @@ def test_serve_tells_systemd_ready_pings_and_stopping(systemd: FakeSystemd, data
         # uvicorn shuts down cleanly, then re-raises the signal it caught: systemd counts a
         # SIGTERM it sent as a clean stop.
         assert proc.wait(15) in (0, -signal.SIGTERM)
+        said = log.read_text()
+        assert "systemd watchdog: pinging every 0.2 s while the hub answers" in said
+        assert "does not answer" not in said  # no false alarm, at start-up or at the end
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -498,3 +498,11 @@ def test_geofence_set_refuses_a_bad_file_saying_why(
     assert "Self-intersection" in capsys.readouterr().err
     assert main(["geofence", "set", str(tmp_path / "missing.geojson")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_simulate_phone_says_when_the_hub_is_not_there(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", "phone", "--hub", "http://127.0.0.1:9", "--seed", "1", "--device", "D-P1"]
+    assert main(argv) == 2
+    assert "cannot reach the hub at http://127.0.0.1:9" in capsys.readouterr().err
+    assert main([*argv, "--to", "north"]) == 2
+    assert "is not LAT,LON" in capsys.readouterr().err

@@ -9,9 +9,12 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
+from sqlalchemy import select
 
 from edge.attendance import utc_iso_ms
+from edge.models import AttendanceEvent
 from tests.kiosk_ui.conftest import STATION, Hub, screenshot
 
 if TYPE_CHECKING:
@@ -339,3 +342,37 @@ def test_offline_badge_when_the_cloud_is_unreachable(hub: Hub, page: Page) -> No
     # A fresh page learns it from /api/v1/status, without waiting for the next change.
     page.reload()
     expect()(badge).to_be_visible()
+
+
+def test_a_code_shown_to_the_camera_opens_the_children_on_this_doors_screen(hub: Hub, page: Page) -> None:
+    payer = hub.people["payer"]
+    child = payer["children"][0]
+    badge = hub.services.badges.issue_badge(payer["id"])
+    open_kiosk(page, hub)
+    wait_for_listener(hub)
+    # What the scanner process does: post the decoded text to identify for this station.
+    answer = httpx.post(
+        f"{hub.url}/api/v1/identify", json={"station_id": STATION, "method": "qr", "secret": badge.token}, timeout=5
+    )
+    assert answer.status_code == 200, answer.text
+    expect()(page.locator("#screen-people")).to_be_visible()
+    expect()(page.locator("#people-hello")).to_have_text(f"Hi, {payer['name']}")
+    expect()(page.locator("#people-confirm")).to_have_text(f"Check in {first(child['name'])}")
+    screenshot(page, "18-scanned")
+    page.click("#people-confirm")
+    expect()(page.locator("#done-lines")).to_have_text(re.compile(rf"checked in at {CLOCK_TIME}$"))
+    with hub.services.store.read() as session:
+        (event,) = session.scalars(select(AttendanceEvent))
+    assert (event.subject_id, event.method.value, event.station_id) == (child["id"], "qr", STATION)
+
+
+def test_another_doors_scan_never_reaches_this_screen(hub: Hub, page: Page) -> None:
+    badge = hub.services.badges.issue_badge(hub.people["payer"]["id"])
+    open_kiosk(page, hub)
+    wait_for_listener(hub)
+    answer = httpx.post(
+        f"{hub.url}/api/v1/identify", json={"station_id": "back-door", "method": "qr", "secret": badge.token}, timeout=5
+    )
+    assert answer.status_code == 200
+    page.wait_for_timeout(500)
+    expect()(page.locator("#screen-pad")).to_be_visible()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,12 +67,24 @@ def test_demo_starts_synced_and_prints_where_to_go(tmp_path: Path, stop_later: l
     lines = _read_until(proc, "Press Ctrl-C")
     text = "\n".join(lines)
     assert "Roster sync:    ok" in text
-    dashboard = next(line.split()[-1] for line in lines if line.startswith("Dashboard:"))
+    dashboard = next(line.split()[1] for line in lines if line.startswith("Dashboard:"))
     assert next(line for line in lines if line.startswith("Kiosk:")).endswith("/kiosk?station=front-door")
     assert "payer" in text
     assert "pickup" in text
     assert "restricted" in text
-    page = httpx.get(dashboard, timeout=10)
+    # The dashboard needs a login: the demo made a director and printed it.
+    assert httpx.get(dashboard, timeout=10).status_code == 401
+    login = re.search(r"\(log in as (\S+) / (\S+)\)", text)
+    assert login, text
+    base = dashboard.removesuffix("/dashboard")
+    with httpx.Client(base_url=base, timeout=10, follow_redirects=True) as browser:
+        form = browser.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token
+        browser.post(
+            "/login", data={"username": login.group(1), "password": login.group(2), "csrf_token": token.group(1)}
+        )
+        page = browser.get("/dashboard/sync-doctor")
     assert page.status_code == 200
     assert "Why some records did not sync" in page.text
     proc.send_signal(signal.SIGINT)
