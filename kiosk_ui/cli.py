@@ -29,7 +29,7 @@ from edge.clock import ClockCheck
 from edge.config import Config, ConfigError, load_config
 from edge.connectivity import Connectivity
 from edge.disk import DiskWatch
-from edge.events import EventBus
+from edge.events import SHUTDOWN, EventBus
 from edge.models import SyncOutcome, SyncTrigger
 from edge.pings import PingService
 from edge.pins import PinHasher
@@ -492,7 +492,11 @@ def _serve(services: Services, sock: socket.socket, stop: threading.Event) -> No
     app = create_app(services)
     # Under systemd: READY=1 once listening, watchdog pings while the hub answers (edge.watchdog).
     supervisor = ServeSupervisor.from_env(services.store)
-    server = SupervisedServer(uvicorn.Config(app, log_level="info", access_log=False, lifespan="on"), supervisor)
+    server = SupervisedServer(
+        uvicorn.Config(app, log_level="info", access_log=False, lifespan="on"),
+        supervisor,
+        on_stopping=lambda: services.events.publish(SHUTDOWN, {}),
+    )
     try:
         server.run(sockets=[sock])
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
@@ -16,9 +17,14 @@ from edge.watchdog import ServeSupervisor
 
 
 class SupervisedServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, supervisor: ServeSupervisor) -> None:
+    def __init__(
+        self, config: uvicorn.Config, supervisor: ServeSupervisor, on_stopping: Callable[[], object] | None = None
+    ) -> None:
         super().__init__(config)
         self.supervisor = supervisor
+        # Ends the open live streams: uvicorn waits for every connection to close before it
+        # exits, and a kiosk's stream never closes by itself.
+        self.on_stopping = on_stopping
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -28,6 +34,8 @@ class SupervisedServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.supervisor.stopping()
+        if self.on_stopping is not None:
+            self.on_stopping()
         await super().shutdown(sockets=sockets)
 
 

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +115,33 @@ def test_serve_pulls_at_startup_when_the_last_pull_is_older_than_the_slot(
         ).stdout
     assert json.loads(shown)["school"]["name"]
     assert state.requests["roster"] >= 1
+
+
+@pytest.mark.slow
+def test_serve_stops_promptly_while_a_kiosk_holds_its_live_stream(
+    tmp_path: Path, stop_later: list[subprocess.Popen[str]]
+) -> None:
+    env = _env(tmp_path / "data", CHECKIN_EDGE_PORT="0")
+    proc = subprocess.Popen([*CLI, "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    stop_later.append(proc)
+    line = _read_until(proc, "serving on")[-1]
+    base = line[line.index("http://") :].split()[0].rstrip(",")
+    opened = threading.Event()
+
+    def listen() -> None:
+        try:
+            with httpx.stream("GET", f"{base}/api/v1/live?station=front-door", timeout=30) as stream:
+                for _ in stream.iter_lines():
+                    opened.set()
+        except httpx.HTTPError:
+            pass  # the hub went away: what a kiosk sees, and then reconnects
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    assert opened.wait(10)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down cleanly, then re-raises the signal it caught: -SIGTERM is its clean exit.
+    assert proc.wait(10) in (0, -signal.SIGTERM)
+    assert time.monotonic() - started < 3
+    reader.join(5)
