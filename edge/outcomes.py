@@ -81,5 +81,16 @@ class RecordedEvent:
     method: Method
     station_id: str
 
+    def as_json(self) -> dict[str, Any]:
+        """One event of the station API's /api/v1/attendance answer (also the phone app's)."""
+        subject = "child_id" if self.subject_kind is SubjectKind.CHILD else "staff_id"
+        return {
+            "event_id": self.event_id,
+            subject: self.subject_id,
+            "name": self.name,
+            "action": self.action.value,
+            "occurred_at": utc_iso_ms(self.occurred_at),
+        }
+
 
 Recorded = tuple[RecordedEvent, ...]

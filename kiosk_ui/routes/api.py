@@ -18,9 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge import const
-from edge.attendance import utc_iso_ms
-from edge.models import SubjectKind
-from edge.outcomes import RecordedEvent, Refusal
+from edge.outcomes import Refusal
 from edge.policy import RefusalReason
 from edge.store import Store
 from kiosk_ui import presenter
@@ -104,17 +102,6 @@ def refusal_response(refusal: Refusal, lang: str = "en") -> JSONResponse:
 # building model objects first would validate twice on the door's hot path.
 
 
-def _event(event: RecordedEvent) -> dict[str, Any]:
-    subject = "child_id" if event.subject_kind is SubjectKind.CHILD else "staff_id"
-    return {
-        "event_id": event.event_id,
-        subject: event.subject_id,
-        "name": event.name,
-        "action": event.action.value,
-        "occurred_at": utc_iso_ms(event.occurred_at),
-    }
-
-
 @router.post(
     "/identify",
     response_model=PersonIdentified | StaffIdentified,
@@ -156,7 +143,7 @@ async def attendance(
     result = await door_runner(request).run(services.checkin.act, body.ticket, body.children, body.action)
     if isinstance(result, Refusal):
         return refusal_response(result, lang)
-    return {"events": [_event(event) for event in result]}
+    return {"events": [event.as_json() for event in result]}
 
 
 @router.get("/status", response_model=StatusOut, summary="Whether the cloud is reachable and the clock is right")

@@ -21,9 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from edge import const
-from edge.attendance import utc_iso_ms
-from edge.models import PresenceState, SubjectKind
-from edge.outcomes import RecordedEvent, Refusal
+from edge.models import PresenceState
+from edge.outcomes import Refusal
 from edge.pings import MalformedRequest, PingRefusal, Refused
 from kiosk_ui import presenter
 from kiosk_ui.deps import ServicesDep, station_caller
@@ -97,18 +96,6 @@ def _malformed(exc: MalformedRequest) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
-def _event(event: RecordedEvent) -> dict[str, Any]:
-    # The station API's /api/v1/attendance event, field for field.
-    subject = "child_id" if event.subject_kind is SubjectKind.CHILD else "staff_id"
-    return {
-        "event_id": event.event_id,
-        subject: event.subject_id,
-        "name": event.name,
-        "action": event.action.value,
-        "occurred_at": utc_iso_ms(event.occurred_at),
-    }
-
-
 # The headers are read from the request, not declared as parameters: signed_body() documents
 # X-Signature, a missing or malformed one is a refusal (bad_signature) rather than a validation
 # error, and each declared parameter costs FastAPI time on every ping.
@@ -153,7 +140,7 @@ async def app_attendance(request: Request) -> dict[str, Any] | JSONResponse:
         return _malformed(exc)
     if isinstance(result, Refused | Refusal):
         return _refused(result, _lang(request.headers.get("accept-language")))
-    return {"events": [_event(event) for event in result]}
+    return {"events": [event.as_json() for event in result]}
 
 
 @router.get(
