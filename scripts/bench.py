@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+# Each suite is a module scripts/bench_<name>.py with run(args) -> rows, imported only when asked
+# for: a child process measuring the roster sync's memory must not carry OpenCV or shapely.
+SUITES = ("roster", "outbox", "checkin", "qr", "footprint", "geofence", "dashboard")
 
-from scripts import (
-    bench_checkin,
-    bench_dashboard,
-    bench_footprint,
-    bench_geofence,
-    bench_outbox,
-    bench_qr,
-    bench_roster,
-)
 
-SUITES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
-    "roster": bench_roster.run,
-    "outbox": bench_outbox.run,
-    "checkin": bench_checkin.run,
-    "qr": bench_qr.run,
-    "footprint": bench_footprint.run,
-    "geofence": bench_geofence.run,
-    "dashboard": bench_dashboard.run,
-}
+def _suite(name: str) -> Any:
+    return importlib.import_module(f"scripts.bench_{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,12 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="qr: corpus seed")
     args, rest = parser.parse_known_args(argv)
     if args.suite == "_roster-child":
-        return bench_roster.child(rest)
-    rows = SUITES[args.suite](args)
+        code: int = _suite("roster").child(rest)
+        return code
+    rows: list[dict[str, Any]] = _suite(args.suite).run(args)
     if args.json:
         json.dump({"suite": args.suite, "results": rows}, sys.stdout, indent=2)
         print()
         return 0
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"scripts/bench {args.suite}")
     for column in rows[0]:
         table.add_column(column, justify="right" if isinstance(rows[0][column], int | float) else "left")
