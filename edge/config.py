@@ -85,6 +85,10 @@ class Config(BaseSettings):
     backup_keep: int = Field(
         const.BACKUP_KEEP, ge=1, le=1_000, description="Backups kept in backup_dir; older ones are deleted."
     )
+    audit_retention_days: float = Field(
+        730.0, ge=30, description="Audit log entries older than this are deleted (attendance itself is kept)."
+    )
+    sync_runs_kept: int = Field(200, ge=10, le=100_000, description="Roster sync runs (with their reports) kept.")
     low_disk_free_mb: float = Field(
         const.LOW_DISK_MIN_FREE_BYTES / 1024 / 1024,
         ge=0,

@@ -33,6 +33,7 @@ from edge.events import SHUTDOWN, EventBus
 from edge.models import SyncOutcome, SyncTrigger
 from edge.pings import PingService
 from edge.pins import PinHasher
+from edge.retention import RetentionLoop, RetentionPolicy
 from edge.roster import roster_snapshot
 from edge.staff import StaffAccounts, StaffError
 from edge.stations import StationAuthenticator
@@ -544,6 +545,13 @@ def _start_disk_watch(services: Services, stop: threading.Event) -> None:
     threading.Thread(target=watch.run, args=(stop,), name="disk-watch", daemon=True).start()
 
 
+def _start_retention(services: Services, stop: threading.Event) -> None:
+    config = services.config
+    policy = RetentionPolicy(audit_days=config.audit_retention_days, sync_runs_kept=config.sync_runs_kept)
+    loop = RetentionLoop(services.store, config.data_dir, policy, utc_now)
+    threading.Thread(target=loop.run, args=(stop,), name="retention", daemon=True).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     config.check_secrets()
@@ -554,6 +562,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _start_sync_loop(services, stop)
     _start_outbox(services, stop)
     _start_disk_watch(services, stop)
+    _start_retention(services, stop)
     log.info("serving on http://%s:%d", host, sock.getsockname()[1])
     _serve(services, sock, stop)
     return 0
