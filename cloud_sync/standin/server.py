@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from cloud_sync.standin.phone import add_phone_routes
+from cloud_sync.standin.threaded import STOP_TIMEOUT_S, ThreadedServer
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,6 @@ DEFAULT_PAGE_LIMIT = 1_000
 MAX_PAGE_LIMIT = 10_000
 DEFAULT_SOURCE_TOKEN = "standin-source-token"
 DEFAULT_CLOUD_TOKEN = "standin-cloud-token"
-START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 10.0
 # Top-level keys of the export that the server lays out itself; any other key (exported_at,
 # or fields the contract does not know) is copied onto every page.
 _LAID_OUT = frozenset({"etag", "next_cursor", "school", "rooms", "keys", "employees", "families"})
@@ -534,11 +532,24 @@ class StandinCloud:
     """
 
     def __init__(self, state: StandinState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
         self.app = create_standin_app(state if state is not None else StandinState())
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server = ThreadedServer(
+            self.app,
+            host=host,
+            port=port,
+            name="standin-cloud",
+            lifespan="off",
+            date_header=True,
+            timeout_graceful_shutdown=int(STOP_TIMEOUT_S / 2),
+        )
+
+    @property
+    def host(self) -> str:
+        return self._server.host
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def state(self) -> StandinState:
@@ -557,49 +568,18 @@ class StandinCloud:
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._server.running
 
     def start(self) -> StandinCloud:
-        if self._server is not None:
-            raise RuntimeError("the stand-in cloud is already running")
         self.app.state.stopping.clear()
-        config = uvicorn.Config(
-            self.app,
-            host=self.host,
-            port=self.port,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            date_header=True,
-            timeout_graceful_shutdown=int(STOP_TIMEOUT_S / 2),
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="standin-cloud", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                thread.join(STOP_TIMEOUT_S)
-                raise RuntimeError(f"the stand-in cloud could not listen on {self.host}:{self.port}")
-            time.sleep(0.002)
-        self.port = server.servers[0].sockets[0].getsockname()[1]
-        self._server, self._thread = server, thread
+        self._server.start()
         log.info("stand-in cloud listening on %s", self.url)
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self.app.state.stopping.set()
-        server.should_exit = True
-        thread.join(STOP_TIMEOUT_S)
-        self._server = self._thread = None
-        if thread.is_alive():
-            raise RuntimeError("the stand-in cloud did not stop in time")
+        if self._server.running:
+            self.app.state.stopping.set()  # cut injected delays short
+        self._server.stop()
 
     def down(self) -> None:
         """Close the listening socket: connections are refused until ``up()``."""

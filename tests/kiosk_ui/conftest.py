@@ -4,8 +4,6 @@ roster applied) and Debian's chromium driven by Playwright, for the kiosk page's
 from __future__ import annotations
 
 import copy
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import uvicorn
 
 from cloud_sync.standin.generator import EMPLOYED, ENROLLED, demo_people, generate_roster
+from cloud_sync.standin.threaded import ThreadedServer
 from edge.config import load_config
 from edge.models import SyncOutcome, SyncTrigger
 from kiosk_ui.app import create_app
@@ -40,58 +38,30 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 SCREENSHOTS = Path(__file__).parents[2] / "test-output" / "screenshots"
-START_TIMEOUT_S = 10.0
 
 
 class LiveServer:
-    """uvicorn serving one app on 127.0.0.1 in a background thread; ``stop()`` then
-    ``start()`` is a hub restart on the same port (the page must reconnect by itself)."""
+    """The hub's app on 127.0.0.1 in a background thread; ``stop()`` then ``start()`` is a hub
+    restart on the same port (the page must reconnect by itself)."""
 
     def __init__(self, app: FastAPI, port: int = 0) -> None:
-        self.app = app
-        self.port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        # Open SSE streams never end by themselves: without a graceful limit, stop() waits for them.
+        self._server = ThreadedServer(app, port=port, name="kiosk-hub", timeout_graceful_shutdown=1)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LiveServer:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            ws="none",
-            # Open SSE streams never end by themselves: without this, stop() waits for them.
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="kiosk-hub", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                thread.join(START_TIMEOUT_S)
-                raise RuntimeError(f"the hub could not listen on port {self.port}")
-            time.sleep(0.005)
-        self.port = server.servers[0].sockets[0].getsockname()[1]
-        self._server, self._thread = server, thread
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(START_TIMEOUT_S)
-        self._server = self._thread = None
-        if thread.is_alive():
-            raise RuntimeError("the hub did not stop in time")
+        self._server.stop()
 
 
 @dataclass
