@@ -17,8 +17,6 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +31,7 @@ from cloud_sync.standin.generator import generate_roster
 from edge.models import SyncOutcome
 from edge.pins import PinHasher
 from edge.store import Store, upgrade
+from scripts.hub_process import Hub
 
 STATIONS = (1, 4, 16)
 PEOPLE = 1_000
@@ -60,42 +59,6 @@ def family_pins(export: dict[str, Any]) -> list[str]:
                 pins.append(pin)
                 break
     return pins
-
-
-class Hub:
-    """``checkin-edge serve`` on a free loopback port, in its own process (its own interpreter lock)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKIN_EDGE_")}
-        env["CHECKIN_EDGE_DATA_DIR"] = str(data_dir)
-        self.log = data_dir / "serve.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kiosk_ui.cli", "serve", "--port", "0"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            found = re.search(r"serving on (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))
-            if found:
-                self.url = found.group(1)
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the hub did not start:\n{self.log.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 class Station(threading.Thread):

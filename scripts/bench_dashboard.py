@@ -33,7 +33,8 @@ from edge.models import Action, ActorKind, Method, SubjectKind, SyncOutcome
 from edge.pins import PinHasher
 from edge.staff import StaffAccounts
 from edge.store import Store, upgrade
-from scripts.bench_checkin import Hub, cpu_seconds, family_pins
+from scripts.bench_checkin import cpu_seconds, family_pins
+from scripts.hub_process import Hub
 
 CHILDREN = 300
 ROOMS = 12

@@ -23,15 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ import httpx
 from cloud_sync.standin.generator import generate_roster
 from cloud_sync.standin.server import DEFAULT_CLOUD_TOKEN, StandinCloud, StandinState
 from scripts.bench_checkin import cpu_seconds, family_pins
+from scripts.hub_process import Hub, running
 
 PEOPLE = 550  # the generator makes ~300 children of 550 people
 CENTER = "demo-center"
@@ -48,12 +47,6 @@ IDLE_S = 10.0
 TARGET_RSS_MB = 120.0
 TARGET_START_S = 3.0
 TARGET_BYTES_PER_CHECKIN = 4 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def proc_status(pid: int, field: str) -> int:
@@ -67,57 +60,6 @@ def proc_status(pid: int, field: str) -> int:
 def proc_io(pid: int) -> dict[str, int]:
     pairs = (line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
     return {key: int(value) for key, value in pairs}
-
-
-class Hub:
-    """``checkin-edge serve`` on a fresh port; ``started_s`` is exec to the first /healthz 200."""
-
-    def __init__(self, data_dir: Path, log: Path, **settings: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CHECKIN_EDGE_", "NOTIFY_", "WATCHDOG_"))}
-        env |= {"CHECKIN_EDGE_DATA_DIR": str(data_dir), "CHECKIN_EDGE_CENTER_ID": CENTER}
-        env |= {f"CHECKIN_EDGE_{k.upper()}": v for k, v in settings.items()}
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        with log.open("ab") as out:
-            began = time.perf_counter()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kiosk_ui.cli", "serve", "--port", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        self.pid = self.proc.pid
-        deadline = began + 60
-        while time.perf_counter() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200:
-                    self.started_s = time.perf_counter() - began
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        self.stop()
-        raise RuntimeError(f"the hub did not start:\n{log.read_text(errors='replace')[-4000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-@contextmanager
-def running(data_dir: Path, log: Path, **settings: str) -> Iterator[Hub]:
-    hub = Hub(data_dir, log, **settings)
-    try:
-        yield hub
-    finally:
-        hub.stop()
 
 
 def drive_checkins(url: str, pins: list[str], wanted: int) -> tuple[int, int]:
@@ -216,7 +158,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         starts = []
         for _ in range(repeat):
-            with running(data_dir, log) as hub:
+            with running(data_dir, log, center_id=CENTER) as hub:
                 starts.append(hub.started_s)
         start_s = statistics.median(starts)
         rows.append(
@@ -230,7 +172,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             )
         )
 
-        with running(data_dir, log) as hub:
+        with running(data_dir, log, center_id=CENTER) as hub:
             time.sleep(IDLE_S)
             rss = proc_status(hub.pid, "VmRSS") / 1024 / 1024
             cpu_before, began = cpu_seconds(hub.pid), time.perf_counter()
@@ -285,7 +227,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         with StandinCloud(StandinState(CENTER, cloud_token=DEFAULT_CLOUD_TOKEN)) as cloud:
             settings = {"cloud_url": cloud.url, "cloud_token": DEFAULT_CLOUD_TOKEN}
-            with running(data_dir, log, **settings) as hub:
+            with running(data_dir, log, center_id=CENTER, **settings) as hub:
                 wait_for_outbox(hub.url)  # the backlog of the first run goes out first
                 io_before = proc_io(hub.pid)
                 events, _commits = drive_checkins(hub.url, pins, CHECKINS)

@@ -224,7 +224,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from kiosk_ui.cli import build_services
-    from scripts.bench_checkin import Hub
+    from scripts.hub_process import Hub
 
     repeat = int(getattr(args, "repeat", 3) or 3)
     rows = [bench_scalar(repeat), bench_vectorized(repeat)]
