@@ -246,8 +246,8 @@ class CheckinService:
                 found = self._identified(station_id, actor, Method.QR, session)
         if actor is not None and admitted is not None and admitted.allowed:
             # The scanner is not the screen: the kiosk at this door shows who was scanned, with
-            # the ticket to act on. Only that station's stream receives it (kiosk_ui live).
-            self.events.publish(IDENTIFIED, found.as_json(), station_id=station_id)
+            # the ticket to act on; private, so only that station's stream receives it.
+            self.events.publish(IDENTIFIED, found.as_json(), station_id=station_id, private=True)
             return found
         if actor is None or admitted is None:
             return self._refuse_identify(

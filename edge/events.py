@@ -32,8 +32,12 @@ class LiveEvent:
     at: dt.datetime
     data: dict[str, Any] = field(default_factory=dict)
     station_id: str | None = None  # None: for every screen
+    # Only that station's own stream may see it (it carries a ticket): not other doors, not dashboards.
+    private: bool = False
 
     def for_station(self, station_id: str | None) -> bool:
+        if self.private:
+            return station_id is not None and self.station_id == station_id
         return self.station_id is None or station_id is None or self.station_id == station_id
 
 
@@ -44,9 +48,11 @@ class EventBus:
         self._recent: deque[LiveEvent] = deque(maxlen=history)
         self._listeners: list[Listener] = []
 
-    def publish(self, kind: str, data: dict[str, Any], *, station_id: str | None = None) -> LiveEvent:
+    def publish(
+        self, kind: str, data: dict[str, Any], *, station_id: str | None = None, private: bool = False
+    ) -> LiveEvent:
         with self._lock:
-            event = LiveEvent(next(self._ids), kind, dt.datetime.now(dt.UTC), data, station_id)
+            event = LiveEvent(next(self._ids), kind, dt.datetime.now(dt.UTC), data, station_id, private)
             self._recent.append(event)
             listeners = list(self._listeners)
         for listener in listeners:

@@ -34,7 +34,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from edge.checkin import IDENTIFIED
 from edge.events import SHUTDOWN, EventBus, LiveEvent
 from kiosk_ui.deps import ServicesDep, StationDep
 
@@ -118,8 +117,6 @@ async def live(
     wanted = frozenset(k for k in (kinds or "").replace(" ", "").split(",") if k) or None
 
     def relevant(event: LiveEvent) -> bool:
-        if event.kind == IDENTIFIED and (station is None or event.station_id != station):
-            return False  # it carries a ticket: only the screen at that door may see it
         return event.for_station(station) and (wanted is None or event.kind in wanted)
 
     return StreamingResponse(
