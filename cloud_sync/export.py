@@ -1,7 +1,9 @@
 """The back office's export records, parsed one by one and leniently.
 
-Unknown fields are ignored; a record that lacks a required field becomes a ``RecordError``
-(skipped with a reason), never an exception that stops the sync.
+Unknown fields are ignored; a record that lacks a required field, or has a value longer than
+the column that keeps it, becomes a ``RecordError`` (skipped with a reason), never an exception
+that stops the sync. (PostgreSQL refuses an over-long value where SQLite would keep it: checked
+here, both databases skip the same records.)
 """
 
 from __future__ import annotations
@@ -10,6 +12,17 @@ import datetime as dt
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from sqlalchemy import String
+
+from edge.models import AppDevice, Child, Person, Room, School, Teacher, TrustedKey
+
+
+def column_length(column: Any) -> int:
+    """The length of the String column a field is written to."""
+    kind = column.type
+    if not isinstance(kind, String) or kind.length is None:
+        raise TypeError(f"{column} is not a String column with a length")
+    return int(kind.length)
 
 
 class _Record(BaseModel):
@@ -17,18 +30,18 @@ class _Record(BaseModel):
 
 
 class SchoolRecord(_Record):
-    id: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    address: str | None = None
-    phone: str | None = None
-    director_name: str | None = None
-    director_email: str | None = None
-    time_zone: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=column_length(School.id))
+    name: str = Field(min_length=1, max_length=column_length(School.name))
+    address: str | None = Field(None, max_length=column_length(School.address))
+    phone: str | None = Field(None, max_length=column_length(School.phone))
+    director_name: str | None = Field(None, max_length=column_length(School.director_name))
+    director_email: str | None = Field(None, max_length=column_length(School.director_email))
+    time_zone: str = Field(min_length=1, max_length=column_length(School.time_zone))
 
 
 class RoomRecord(_Record):
-    id: str = Field(min_length=1)
-    name: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=column_length(Room.id))
+    name: str = Field(min_length=1, max_length=column_length(Room.name))
     ratio: Any = None
 
 
@@ -39,30 +52,30 @@ class WorkHistory(_Record):
 
 
 class EmployeeRecord(_Record):
-    id: str = Field(min_length=1)
-    first_name: str
-    last_name: str
-    email: str | None = None
+    id: str = Field(min_length=1, max_length=column_length(Teacher.id))
+    first_name: str = Field(max_length=column_length(Teacher.first_name))
+    last_name: str = Field(max_length=column_length(Teacher.last_name))
+    email: str | None = Field(None, max_length=column_length(Teacher.email))
     pin: Any = None
     work_history: WorkHistory | None = None
-    primary_work_area: str | None = None
+    primary_work_area: str | None = Field(None, max_length=column_length(Room.id))
 
 
 class TextMessage(_Record):
-    carrier: str | None = None
-    number: str | None = None
+    carrier: str | None = Field(None, max_length=column_length(Person.sms_carrier))
+    number: str | None = Field(None, max_length=column_length(Person.sms_number))
 
 
 class AppDeviceRecord(_Record):
-    device_id: str = Field(min_length=1)
-    public_key: str = Field(min_length=1)
+    device_id: str = Field(min_length=1, max_length=column_length(AppDevice.device_id))
+    public_key: str = Field(min_length=1, max_length=column_length(AppDevice.public_key))
 
 
 class PersonRecord(_Record):
-    id: str = Field(min_length=1)
-    first_name: str
-    last_name: str
-    email: str | None = None
+    id: str = Field(min_length=1, max_length=column_length(Person.id))
+    first_name: str = Field(max_length=column_length(Person.first_name))
+    last_name: str = Field(max_length=column_length(Person.last_name))
+    email: str | None = Field(None, max_length=column_length(Person.email))
     text_message: TextMessage | None = None
     payer: StrictBool = False
     pin: Any = None
@@ -70,25 +83,25 @@ class PersonRecord(_Record):
 
 
 class PickupRecord(_Record):
-    person_id: str = Field(min_length=1)
+    person_id: str = Field(min_length=1, max_length=column_length(Person.id))
     authorized: StrictBool
     note: str | None = None
 
 
 class ChildRecord(_Record):
-    id: str = Field(min_length=1)
-    first_name: str
-    last_name: str
+    id: str = Field(min_length=1, max_length=column_length(Child.id))
+    first_name: str = Field(max_length=column_length(Child.first_name))
+    last_name: str = Field(max_length=column_length(Child.last_name))
     birth_date: dt.date | None = None
     enrollment_status: str | None = None
-    classroom: str | None = None
+    classroom: str | None = Field(None, max_length=column_length(Room.id))
     pickups: list[PickupRecord] = Field(default_factory=list)
 
 
 class KeyRecord(_Record):
-    kid: str = Field(min_length=1)
-    alg: str
-    public_key: str
+    kid: str = Field(min_length=1, max_length=column_length(TrustedKey.kid))
+    alg: str = Field(max_length=column_length(TrustedKey.alg))
+    public_key: str = Field(max_length=column_length(TrustedKey.public_key))
 
 
 class RecordError(Exception):

@@ -229,7 +229,7 @@ class RosterClient:
                 bytes_received += len(response.content)
                 try:
                     parsed = json.loads(response.content)
-                except ValueError:  # also UnicodeDecodeError
+                except (ValueError, RecursionError):  # also UnicodeDecodeError; nesting past the decoder's limit
                     raise RosterFetchError(f"{_page_name(page_no)} was not valid JSON") from None
                 page = check_page_envelope(parsed, page_no)
                 page_etag = page.get("etag") if isinstance(page.get("etag"), str) else None

@@ -24,14 +24,16 @@ from cloud_sync.export import (
     RecordError,
     RoomRecord,
     SchoolRecord,
+    column_length,
     parse_record,
 )
-from edge.models import LinkRelation, PersonRole, PinState
+from edge.models import Child, LinkRelation, PersonRole, PinState
 from edge.pins import is_valid_pin
 
 CURRENTLY_EMPLOYED = "Currently Employed"
 CURRENTLY_ENROLLED = "Currently Enrolled"
 ED25519 = "Ed25519"
+_FAMILY_ID_MAX = column_length(Child.family_id)  # persons.family_id is as long
 
 
 class Kind(enum.StrEnum):
@@ -315,8 +317,25 @@ class _Planner:
                 )
                 continue
             family_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+            raw_persons, raw_children = raw.get("persons") or [], raw.get("children") or []
+            if not isinstance(raw_persons, list) or not isinstance(raw_children, list):  # found by fuzzing
+                self.skip(
+                    Kind.CHILD,
+                    None,
+                    Rule.R6,
+                    f"Family {family_id or '(no id)'}: its persons or children are not a list; none of them synced",
+                )
+                continue
+            if family_id is not None and len(family_id) > _FAMILY_ID_MAX:  # PostgreSQL would refuse the row
+                self.skip(
+                    Kind.CHILD,
+                    None,
+                    Rule.R6,
+                    f"Family {family_id[:24]}…: its id is longer than {_FAMILY_ID_MAX} characters; none of them synced",
+                )
+                continue
             self._family_names[family_id] = str(raw.get("name") or family_id or "(no name)")
-            for raw_person in raw.get("persons") or []:
+            for raw_person in raw_persons:
                 try:
                     person = parse_record(PersonRecord, raw_person)
                 except RecordError as err:
@@ -327,7 +346,7 @@ class _Planner:
                 if person.payer:
                     self._payer_of[person.id].append(family_id)
                     self._family_payers[family_id].append(person.id)
-            for raw_child in raw.get("children") or []:
+            for raw_child in raw_children:
                 try:
                     self._raw_children.append((parse_record(ChildRecord, raw_child), family_id))
                 except RecordError as err:

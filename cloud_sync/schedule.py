@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -16,6 +17,10 @@ from zoneinfo import ZoneInfo
 from edge import const
 
 log = logging.getLogger(__name__)
+
+# A slot already pulled is not pulled again within this much real (monotonic) time, whatever the
+# wall clock says: set back an hour just after 03:00, it would otherwise read 03:00 as still due.
+SAME_SLOT_GUARD_S = 12 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,12 @@ class SyncSchedule:
 
 
 class SyncLoop:
-    """Runs the schedule inside ``serve`` when no systemd timer drives it."""
+    """Runs the schedule inside ``serve`` when no systemd timer drives it.
+
+    The wall clock may jump while it waits: forward (a day, say), and the slot it waited for is
+    pulled once at once, the ones jumped over not one by one; back, and the slot it last pulled is
+    not pulled again (``SAME_SLOT_GUARD_S``), the next one is awaited instead.
+    """
 
     def __init__(
         self,
@@ -72,24 +82,40 @@ class SyncLoop:
         last_success: Callable[[], dt.datetime | None],
         clock: Callable[[], dt.datetime],
         stop: threading.Event,
+        *,
+        poll_s: float = 60.0,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.schedule = schedule
         self.run_sync = run_sync
         self.last_success = last_success
         self.clock = clock
         self.stop = stop
+        self.poll_s = poll_s
+        self.monotonic = monotonic if monotonic is not None else time.monotonic
+        self._last_slot: tuple[dt.datetime, float] | None = None  # the slot last pulled, and when (monotonic)
+
+    def next_due(self, now: dt.datetime) -> dt.datetime:
+        """The next slot to pull: the next one after ``now``, unless that is the slot just pulled."""
+        (due,) = self.schedule.next_runs(now, 1)
+        if self._last_slot is not None:
+            slot, pulled_at = self._last_slot
+            if due == slot and self.monotonic() - pulled_at < SAME_SLOT_GUARD_S:
+                log.warning("the clock went back to before the %s pull; waiting for the next slot", slot.isoformat())
+                (due,) = self.schedule.next_runs(slot, 1)
+        return due
 
     def run(self) -> None:
         if self.schedule.due_at_startup(self.last_success(), self.clock()):
             self._run_once("startup")
         while not self.stop.is_set():
-            now = self.clock()
-            (due,) = self.schedule.next_runs(now, 1)
+            due = self.next_due(self.clock())
             log.info("next roster sync at %s", due.isoformat())
             # Wake at least every minute: a clock set right by NTP after boot moves "due".
             while not self.stop.is_set() and self.clock() < due:
-                self.stop.wait(min(60.0, max(0.05, (due - self.clock()).total_seconds())))
+                self.stop.wait(min(self.poll_s, max(0.05, (due - self.clock()).total_seconds())))
             if not self.stop.is_set():
+                self._last_slot = (due, self.monotonic())
                 self._run_once("schedule")
 
     def _run_once(self, trigger: str) -> None:

@@ -16,7 +16,9 @@ archive (names, sizes, digests, ``quick_check``), copies the current database an
 as a ``checkin-edge-pre-restore-…`` archive, then replaces the database and each key with a
 rename, never leaving a half-written file in place.
 
-PostgreSQL is not backed up here: ``pg_dump`` does that job properly, and says so.
+Backup and restore are SQLite-only. A hub on PostgreSQL (``database_url``) is refused in words
+by both (``BackupError``, exit 1 from the CLI): that server's own ``pg_dump``/``pg_restore`` do
+the database's part properly, and the key files above must be copied with the dump.
 """
 
 from __future__ import annotations
@@ -120,9 +122,9 @@ def sqlite_path(store: Store) -> Path:
     url = make_url(store.url)
     if url.get_backend_name() != "sqlite":
         raise BackupError(
-            f"backups of a {url.get_backend_name()} database are not supported here: "
-            "use that server's own tools (pg_dump for PostgreSQL); the keys in the data directory "
-            "(pin.key, badge.key, station.key) must be copied with it"
+            f"checkin-edge backup and restore are SQLite-only, and this hub's database is {url.get_backend_name()}: "
+            "back it up with that server's own tools (pg_dump -Fc, and pg_restore to put it back), and copy "
+            f"the key files of the data directory ({', '.join(KEY_FILES)}) with the dump"
         )
     if not url.database or url.database == ":memory:":
         raise BackupError("an in-memory database has nothing to back up")

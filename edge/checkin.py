@@ -18,7 +18,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, insert, update
@@ -29,6 +30,7 @@ from edge.attendance import event_payload, subject_key, utc_iso_ms
 from edge.clock import ClockCheck
 from edge.events import EventBus
 from edge.facts import PresenceFacts
+from edge.group_commit import GroupCommitLoop
 from edge.ids import uuid7
 from edge.lockout import PinLockout
 from edge.models import (
@@ -160,8 +162,10 @@ class CheckinService:
         token_verifier: TokenVerifier | None = None,
         on_committed: Callable[[], None] | None = None,
         dedup_window_s: float = const.DEDUP_WINDOW_S,
+        writer: GroupCommitLoop | None = None,
     ) -> None:
         self.store = store
+        self.writer = writer if writer is not None else GroupCommitLoop(store)
         self.hasher = hasher
         self.events = events
         self.clock_check = clock_check
@@ -331,27 +335,34 @@ class CheckinService:
 
     def act(self, ticket_token: str, children: Sequence[str], action: Action | str) -> Recorded | Refusal:
         """Check the children in or out (or a teacher clock in or out) on the strength of a ticket."""
+        return self.start_act(ticket_token, children, action).result()
+
+    def start_act(self, ticket_token: str, children: Sequence[str], action: Action | str) -> Future[Recorded | Refusal]:
+        """``act`` for a caller that must not block (the event loop): the answer comes once durable."""
         action = Action(action)
         child_ids = list(dict.fromkeys(children))
         ticket = self.tickets.get(ticket_token)
         if ticket is None:
             # No station to tell: an unknown ticket names none.
-            return self._bad_ticket(None, child_ids, action, "unknown or expired")
+            return _answered(self._bad_ticket(None, child_ids, action, "unknown or expired"))
         key = (frozenset(child_ids), action)
+        claimed: Future[Recorded | Refusal] | None = None
         with ticket.lock:
-            if ticket.used_for is not None:
-                if ticket.used_for == key:
-                    return ticket.recorded  # a double tap: the same answer, nothing new written
-                result: Recorded | Refusal = self._bad_ticket(
-                    ticket, child_ids, action, "already used for other children or action"
+            if ticket.used_for is None:
+                # Claimed now, before the write: a second tap arriving meanwhile waits for this answer.
+                ticket.used_for = key
+                ticket.answer = claimed = self._record(
+                    ticket.actor, ticket.method, ticket.station_id, child_ids, action, announce=True
                 )
-            else:
-                result = self._record(ticket.actor, ticket.method, ticket.station_id, child_ids, action)
-                if not isinstance(result, Refusal):
-                    ticket.used_for, ticket.recorded = key, result
-        if isinstance(result, Refusal):
-            self._announce(ticket.station_id, ticket.method, result, action)
-        return result
+            elif ticket.used_for == key and ticket.answer is not None:
+                return ticket.answer  # a double tap: the same answer, nothing new written
+        if claimed is not None:
+            # Outside the lock: the callback runs at once (taking the lock) if the answer is in.
+            claimed.add_done_callback(lambda answer: _unclaim_unless_recorded(ticket, answer))
+            return claimed
+        refusal = self._bad_ticket(ticket, child_ids, action, "already used for other children or action")
+        self._announce(ticket.station_id, ticket.method, refusal, action)
+        return _answered(refusal)
 
     def ticket_station(self, ticket_token: str) -> str | None:
         """The station a live ticket was issued at (the web layer checks a remote station uses its own)."""
@@ -372,7 +383,7 @@ class CheckinService:
         else:
             admitted = admit(actor, method)
             if admitted.allowed:
-                result = self._record(actor, method, station_id, list(dict.fromkeys(children)), Action(action))
+                result = self._record(actor, method, station_id, list(dict.fromkeys(children)), Action(action)).result()
                 if isinstance(result, Refusal):
                     self._announce(station_id, method, result, Action(action))
                 return result
@@ -425,7 +436,7 @@ class CheckinService:
             action,
             override_reason=reason,
             roster_actor=account_name is None,
-        )
+        ).result()
 
     def _announce(self, station_id: str, method: Method, refusal: Refusal, action: Action | None = None) -> None:
         """A refusal on the live channel, for that station's screen (a QR code refused at the door
@@ -466,13 +477,13 @@ class CheckinService:
         action: Action,
         *,
         override_reason: str | None = None,
-        roster_actor: bool = True,  # False: a dashboard account, not in the roster to reload
-    ) -> Recorded | Refusal:
+        roster_actor: bool = True,
+        announce: bool = False,
+    ) -> Future[Recorded | Refusal]:
+        """Decides and writes in the door writer's next commit; the future's answer comes after it."""
         synced = self.clock_check.synced()  # cached, and outside the writer's lock
-        alerts: list[dict[str, Any]] = []
-        new: dict[int, RecordedEvent] = {}
-        repeats: dict[int, RecordedEvent] = {}
-        with self.store.transaction() as session:
+
+        def write(session: Session) -> _Written:
             act = _Act(
                 facts.current_actor(actor, session=session) if roster_actor else actor,
                 method,
@@ -482,35 +493,46 @@ class CheckinService:
                 self.clock(),
                 synced,
             )
+            written = _Written(act)
             request = Request(method, action, act.override_reason)
             decided: list[tuple[int, _Subject, Decision]] = []
             for index, subject in enumerate(self._subjects(act.actor, child_ids, action, session)):
                 decision = decide(request, subject.facts)
                 repeat = self._repeat(act, subject, decision)
                 if repeat is not None:
-                    repeats[index] = repeat
+                    written.repeats[index] = repeat
                 else:
                     decided.append((index, subject, decision))
-            refused = [(subject, decision) for _i, subject, decision in decided if not decision.allowed]
-            if refused:
-                audit.append([act.audit(subject, decision) for subject, decision in refused], session=session)
-                alerts = [act.restricted_alert(session, subject) for subject, decision in refused if decision.alert]
+            written.refused = [(subject, decision) for _i, subject, decision in decided if not decision.allowed]
+            if written.refused:
+                audit.append([act.audit(subject, decision) for subject, decision in written.refused], session=session)
+                written.alerts = [
+                    act.restricted_alert(session, subject) for subject, decision in written.refused if decision.alert
+                ]
             elif decided:
-                new = self._write(session, act, decided)
-        # Committed. Announce only now: a screen must never show what the database does not hold.
-        for alert in alerts:
-            self.events.publish("alert", alert, station_id=station_id)
-        if refused:
-            return self._refusal(refused, action, station_id)
-        for event in new.values():
-            self.events.publish("attendance", _live(event, act.actor), station_id=station_id)
-        if new and self.on_committed is not None:
-            try:
-                self.on_committed()
-            except Exception:
-                log.exception("on_committed callback failed")  # the event is safe in the outbox anyway
-        merged = {**repeats, **new}
-        return tuple(merged[index] for index in sorted(merged))
+                written.new = self._write(session, act, decided)
+            return written
+
+        def committed(written: _Written) -> Recorded | Refusal:
+            # Announce only now: a screen must never show what the database does not hold.
+            for alert in written.alerts:
+                self.events.publish("alert", alert, station_id=station_id)
+            if written.refused:
+                refusal = self._refusal(written.refused, action, station_id)
+                if announce:
+                    self._announce(station_id, method, refusal, action)
+                return refusal
+            for event in written.new.values():
+                self.events.publish("attendance", _live(event, written.act.actor), station_id=station_id)
+            if written.new and self.on_committed is not None:
+                try:
+                    self.on_committed()
+                except Exception:
+                    log.exception("on_committed callback failed")  # the event is safe in the outbox anyway
+            merged = {**written.repeats, **written.new}
+            return tuple(merged[index] for index in sorted(merged))
+
+        return self.writer.submit(write, committed)
 
     @staticmethod
     def _refusal(refused: list[tuple[_Subject, Decision]], action: Action, station_id: str) -> Refusal:
@@ -600,6 +622,32 @@ class CheckinService:
         conn.execute(_INSERT_OUTBOX, outbox)
         audit.append(audits, session=session)
         return recorded
+
+
+@dataclass
+class _Written:
+    """What one act wrote, handed from the writer's transaction to the answer after the commit."""
+
+    act: _Act
+    new: dict[int, RecordedEvent] = field(default_factory=dict)
+    repeats: dict[int, RecordedEvent] = field(default_factory=dict)
+    refused: list[tuple[_Subject, Decision]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _unclaim_unless_recorded(ticket: Ticket, answer: Future[Recorded | Refusal]) -> None:
+    """A refused or failed act does not spend its ticket: the person may choose again, or retry."""
+    if answer.exception() is None and not isinstance(answer.result(), Refusal):
+        return
+    with ticket.lock:
+        if ticket.answer is answer:
+            ticket.used_for = ticket.answer = None
+
+
+def _answered(result: Recorded | Refusal) -> Future[Recorded | Refusal]:
+    future: Future[Recorded | Refusal] = Future()
+    future.set_result(result)
+    return future
 
 
 @dataclass(frozen=True)

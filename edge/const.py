@@ -33,6 +33,8 @@ TICKET_MAX_OPEN = 5_000
 # The same person doing the same thing to the same child again within this window (a second tap
 # on a new ticket, a scanner reading the same code twice) gets the first event back, not a refusal.
 DEDUP_WINDOW_S = 10.0
+# Acts sharing one commit at most (edge/group_commit.py): bounds how long the first one waits.
+GROUP_COMMIT_MAX_BATCH = 64
 
 LOCKOUT_MAX_FAILURES = 5  # wrong PINs at one station...
 LOCKOUT_WINDOW_S = 60.0  # ...within this long lock the pad
@@ -120,3 +122,6 @@ SCAN_BACKOFF_BASE_S = 0.5  # reopening a camera that is gone: first wait...
 SCAN_BACKOFF_MAX_S = 30.0  # ...doubling up to this
 SCAN_POST_TIMEOUT_S = 5.0  # one POST of a scanned code to the hub
 SCAN_HEALTH_STALE_S = 3 * SCAN_HEALTH_INTERVAL_S  # a scanner silent this long is reported as gone
+
+# The dashboard's rooms fragment is rendered again after this long even when nothing was announced.
+ROOMS_FRAGMENT_MAX_AGE_S = 10.0

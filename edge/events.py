@@ -45,6 +45,7 @@ class EventBus:
     def __init__(self, history: int = 500) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._last_id = 0
         self._recent: deque[LiveEvent] = deque(maxlen=history)
         self._listeners: list[Listener] = []
 
@@ -53,6 +54,7 @@ class EventBus:
     ) -> LiveEvent:
         with self._lock:
             event = LiveEvent(next(self._ids), kind, dt.datetime.now(dt.UTC), data, station_id, private)
+            self._last_id = event.id
             self._recent.append(event)
             listeners = list(self._listeners)
         for listener in listeners:
@@ -62,6 +64,11 @@ class EventBus:
                 # One broken screen must never stop a check-in from being announced elsewhere.
                 log.exception("live listener failed")
         return event
+
+    @property
+    def last_id(self) -> int:
+        """The newest event's id (0 before the first): it changes whenever anything happened."""
+        return self._last_id
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Register ``listener``; returns the function that unregisters it."""

@@ -7,6 +7,10 @@ A 4-digit PIN has 10,000 values: at 5 guesses per 30 s and doubling, guessing on
 Failure counts live in memory (a wrong PIN costs no disk write); the lockout itself is written to
 ``station_lockouts`` with an alert and an audit row, so a restart (or pulling the plug) does not
 unlock the pad, and staff see that it happened.
+
+Durations are measured on the monotonic clock, so the wall clock jumping (set back an hour, or
+forward a day) neither keeps a pad locked for that hour nor unlocks it early. A lockout read back
+after a restart has only its wall-clock end: it is then never longer than its own length.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import datetime as dt
 import logging
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ Clock = Callable[[], dt.datetime]
 class LockState:
     locked_until: dt.datetime
     lockouts: int  # consecutive lockouts, each twice as long as the one before
+    ends_mono: float | None = None  # the monotonic end, for a lockout this process imposed
 
 
 class PinLockout:
@@ -50,56 +56,77 @@ class PinLockout:
         base_s: float = const.LOCKOUT_BASE_S,
         max_s: float = const.LOCKOUT_MAX_S,
         reset_s: float = const.LOCKOUT_RESET_S,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.store = store
         self.events = events
         self.clock = clock
+        self.monotonic = monotonic if monotonic is not None else time.monotonic
         self.max_failures = max_failures
         self.window = dt.timedelta(seconds=window_s)
         self.base_s = base_s
         self.max_s = max_s
         self.reset = dt.timedelta(seconds=reset_s)
         self._lock = threading.Lock()
-        self._failures: dict[str, deque[dt.datetime]] = {}
+        self._failures: dict[str, deque[float]] = {}  # monotonic times of recent wrong PINs
         self._states: dict[str, LockState] | None = None  # read from the database on first use
 
     def retry_after(self, station_id: str) -> int | None:
         """Whole seconds until the station's pad takes PINs again, or None when it is not locked."""
-        now = self.clock()
+        now, mono = self.clock(), self.monotonic()
         with self._lock:
             state = self._loaded().get(station_id)
-        if state is None or state.locked_until <= now:
-            return None
-        return max(1, math.ceil((state.locked_until - now).total_seconds()))
+        left = self._left(state, now, mono)
+        return None if left <= 0 else max(1, math.ceil(left))
+
+    def _length(self, lockouts: int) -> float:
+        return min(self.base_s * 2.0 ** min(lockouts - 1, 30), self.max_s)
+
+    def _left(self, state: LockState | None, now: dt.datetime, mono: float) -> float:
+        """Seconds the pad stays locked (0 or less: open)."""
+        if state is None:
+            return 0.0
+        if state.ends_mono is not None:
+            return state.ends_mono - mono  # the wall clock may have jumped since; this cannot
+        # Read back after a restart: the wall clock is all there is, but a clock set back must
+        # not stretch a lockout past its own length.
+        return min((state.locked_until - now).total_seconds(), self._length(state.lockouts))
 
     def record_failure(self, station_id: str) -> int | None:
         """Count one wrong PIN; returns the lockout's length in seconds when this one locked the pad."""
-        now = self.clock()
+        now, mono = self.clock(), self.monotonic()
+        window_s = self.window.total_seconds()
         with self._lock:
             recent = self._failures.setdefault(station_id, deque())
-            while recent and now - recent[0] >= self.window:
+            while recent and mono - recent[0] >= window_s:
                 recent.popleft()
-            recent.append(now)
+            recent.append(mono)
             if len(recent) < self.max_failures:
                 return None
             failures = len(recent)
             recent.clear()
             states = self._loaded()
             previous = states.get(station_id)
-            repeated = previous is not None and now - previous.locked_until < self.reset
+            repeated = previous is not None and self._since_end(previous, now, mono) < self.reset.total_seconds()
             lockouts = previous.lockouts + 1 if previous is not None and repeated else 1
-            seconds = min(self.base_s * 2.0 ** min(lockouts - 1, 30), self.max_s)
-            state = LockState(now + dt.timedelta(seconds=seconds), lockouts)
+            seconds = self._length(lockouts)
+            state = LockState(now + dt.timedelta(seconds=seconds), lockouts, mono + seconds)
             # In memory first: the pad is locked even if writing it down fails below.
             states[station_id] = state
         self._persist(station_id, state, failures, seconds, now)
         return math.ceil(seconds)
 
+    def _since_end(self, state: LockState, now: dt.datetime, mono: float) -> float:
+        """Seconds since a lockout ended (negative while it lasts), for the doubling's reset."""
+        if state.ends_mono is not None:
+            return mono - state.ends_mono
+        return (now - state.locked_until).total_seconds()
+
     def unlock(self, station_id: str, *, by: str) -> bool:
         """Staff open a locked PIN pad by hand (the dashboard): the lockout, its doubling and the
         failure count are forgotten, its alerts resolved, and who did it audited. False when the
         pad was not locked."""
-        now = self.clock()
+        now, mono = self.clock(), self.monotonic()
         with self._lock:
             state = self._loaded().pop(station_id, None)
             self._failures.pop(station_id, None)
@@ -112,7 +139,7 @@ class PinLockout:
                 .where(Alert.station_id == station_id, Alert.kind == audit.ALERT_LOCKOUT, Alert.resolved_at.is_(None))
                 .values(resolved_at=now)
             )
-            locked = state is not None and state.locked_until > now
+            locked = self._left(state, now, mono) > 0
             if locked:
                 audit.append(
                     [

@@ -339,7 +339,10 @@ def parse_time(value: Any, name: str = "fix_time") -> dt.datetime:
         raise MalformedRequest(f"{name} must be an ISO 8601 time such as 2026-11-29T23:40:58Z") from None
     if when.tzinfo is None:
         raise MalformedRequest(f"{name} needs a zone (Z or +HH:MM)")
-    return when.astimezone(dt.UTC)
+    try:
+        return when.astimezone(dt.UTC)
+    except OverflowError:  # found by fuzzing: 0001-01-01T00:00:00+01:00 is a year before year 1 in UTC
+        raise MalformedRequest(f"{name} must be an ISO 8601 time such as 2026-11-29T23:40:58Z") from None
 
 
 def parse_ping(doc: dict[str, Any]) -> Ping:
@@ -364,7 +367,8 @@ def parse_app_request(doc: dict[str, Any]) -> AppRequest:
     if (
         not isinstance(children, list)
         or not 0 < len(children) <= CHILDREN_MAX
-        or not all(isinstance(c, str) and 0 < len(c) <= 64 for c in children)
+        # Printable: a lone surrogate ("\ud800" in the JSON) is text SQLite cannot store (found by fuzzing).
+        or not all(isinstance(c, str) and 0 < len(c) <= 64 and c.isprintable() for c in children)
     ):
         raise MalformedRequest(f"children must be a list of 1 to {CHILDREN_MAX} child ids")
     action = APP_ACTIONS.get(doc["action"]) if isinstance(doc["action"], str) else None

@@ -2,11 +2,21 @@
 
 One in-process lock serializes writes (DESIGN.md measured: SQLite's busy timeout arbitrating
 many writers pushes p99 up 5-10x). Reads take no lock; WAL lets them run beside the writer.
+
+SQLite is the appliance's database; PostgreSQL is the second one the whole suite also runs on
+(docs/architecture.md, "Databases"). The same promises hold on both:
+
+- one writer at a time, across processes too: SQLite's ``BEGIN IMMEDIATE``; on PostgreSQL a
+  transaction-scoped advisory lock taken first in every write transaction, which then runs
+  READ COMMITTED, so each statement sees what the writer before it committed;
+- a read transaction sees one snapshot: SQLite's WAL read transaction; REPEATABLE READ on
+  PostgreSQL (read-only transactions there never fail to serialize).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,8 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from edge import const
@@ -35,12 +46,58 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # FULL: a check-in answered "done" survives a power cut. Measured nearly free (DESIGN.md).
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+    # SQLite's own lower() folds ASCII only; PostgreSQL's folds every letter. Searches compare
+    # lower(name) with the lowered words, so "élodie" finds "Élodie" on both.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _sqlite_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front, so a writer in another process (the sync timer)
     # waits on busy_timeout instead of failing on a read->write upgrade.
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+# Any fixed number: the one advisory lock that stands for "the writer" on a PostgreSQL database.
+PG_WRITER_LOCK_KEY = 0x636B6564  # "cked"
+
+
+def _postgres_begin(conn: Any) -> None:
+    # The write transaction's first statement waits for the writer lock, as BEGIN IMMEDIATE
+    # does; the lock goes with the transaction's commit or rollback.
+    if conn.get_execution_options().get("write"):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITER_LOCK_KEY})")
+
+
+def _nul_free(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+def _postgres_no_nul(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
+) -> tuple[str, Any]:
+    # PostgreSQL's text cannot hold NUL, not even to compare with; SQLite's can. A lookup by a
+    # NUL-bearing string then finds nothing on both (no stored value has the U+FFFD it becomes),
+    # where PostgreSQL would fail the request. Ids are refused at the API before they get here.
+    rows = parameters if executemany else [parameters]
+    if not any(_has_nul(row) for row in rows):
+        return statement, parameters
+    cleaned = [_clean_row(row) for row in rows]
+    return statement, cleaned if executemany else cleaned[0]
+
+
+def _has_nul(row: Any) -> bool:
+    values = row.values() if isinstance(row, dict) else row or ()
+    return any(isinstance(v, str) and "\x00" in v for v in values)
+
+
+def _clean_row(row: Any) -> Any:
+    if isinstance(row, dict):
+        return {k: _nul_free(v) for k, v in row.items()}
+    return type(row)(_nul_free(v) for v in row)
 
 
 def make_engine(url: str) -> Engine:
@@ -52,7 +109,11 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+    if parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "begin", _postgres_begin)
+        event.listen(engine, "before_cursor_execute", _postgres_no_nul, retval=True)
+    return engine
 
 
 class Store:
@@ -62,7 +123,8 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._write_lock = threading.Lock()
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        reads = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="REPEATABLE READ")
+        self._read = sessionmaker(reads, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
 
     @property
@@ -123,7 +185,10 @@ def pending_migrations(store: Store) -> list[str]:
 
 
 def backup_before_migration(store: Store) -> Path | None:
-    """Copy the SQLite file aside before changing its schema; nothing to copy for a new one."""
+    """Copy the SQLite file aside before changing its schema; nothing to copy for a new one.
+
+    Not on PostgreSQL: the server's own tools copy it (``pg_dump``, before ``db upgrade``); each
+    upgrade runs in one transaction there (DDL is transactional), so a failed one changes nothing."""
     if not store.is_sqlite:
         return None
     db_path = store.engine.url.database
@@ -145,8 +210,38 @@ def backup_before_migration(store: Store) -> Path | None:
     return dest
 
 
+_REVISION_LINE = re.compile(r'^(down_revision|revision) = (?:"([^"]+)"|None)$', re.MULTILINE)
+
+
+def head_revision() -> str | None:
+    """The newest migration, read from the files: the revision no other one builds on."""
+    revisions: set[str] = set()
+    bases: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for name, value in _REVISION_LINE.findall(path.read_text()):
+            (revisions if name == "revision" else bases).add(value)
+    heads = revisions - bases
+    return heads.pop() if len(heads) == 1 else None
+
+
+def at_head(store: Store) -> bool:
+    """Whether the database's schema is the newest, asked without loading Alembic."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with store.engine.connect() as conn:
+            versions = {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+    except DBAPIError:  # no alembic_version table: a new database
+        return False
+    return versions == {head}
+
+
 def upgrade(store: Store) -> list[str]:
     """Bring the schema to head; returns the revisions applied (backed up first)."""
+    # Serve checks this at every start: Alembic (~10 MB resident) is loaded only to migrate.
+    if at_head(store):
+        return []
     from alembic import command
 
     pending = pending_migrations(store)
@@ -155,8 +250,13 @@ def upgrade(store: Store) -> list[str]:
     backup = backup_before_migration(store)
     if backup:
         log.info("database copied to %s before migrating", backup)
+    elif not store.is_sqlite:
+        log.info("no pre-migration copy of a %s database: take one with its own tools", store.engine.dialect.name)
     cfg = _alembic_config(store.url)
-    with store.engine.begin() as conn:
+    # On PostgreSQL the writer lock also keeps two processes (serve, the sync timer) from
+    # migrating at once; SQLite's own write lock does that there.
+    engine = store.engine if store.is_sqlite else store.engine.execution_options(write=True)
+    with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database migrated: %s", ", ".join(pending))

@@ -13,11 +13,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from edge import const
 from edge.models import Action, Method
-from edge.outcomes import Recorded
+from edge.outcomes import Recorded, Refusal
 from edge.policy import Actor
 
 UseKey = tuple[frozenset[str], Action]
@@ -30,10 +31,11 @@ class Ticket:
     actor: Actor
     method: Method
     issued_at: float  # monotonic seconds
-    # Held while the ticket is being used, so two taps arriving together are one act, not two.
+    # Held while the ticket is claimed, so two taps arriving together are one act, not two.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     used_for: UseKey | None = None
-    recorded: Recorded = ()
+    # The claimed act's answer, once durable: a double tap waits for it and gets the same.
+    answer: Future[Recorded | Refusal] | None = field(default=None, repr=False)
 
 
 class TicketStore:
@@ -41,11 +43,13 @@ class TicketStore:
         self,
         ttl_s: float = const.TICKET_TTL_S,
         max_open: int = const.TICKET_MAX_OPEN,
-        now: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] | None = None,
     ) -> None:
         self.ttl_s = ttl_s
         self.max_open = max_open
-        self.now = now
+        # Monotonic, never the wall clock: a clock set back an hour must not keep a ticket alive
+        # for that hour, nor one set forward a day send every parent back to the PIN pad.
+        self.now = now if now is not None else time.monotonic
         self._lock = threading.Lock()
         self._tickets: OrderedDict[str, Ticket] = OrderedDict()  # oldest first
 

@@ -11,8 +11,11 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from kiosk_ui import security_headers
 from kiosk_ui.routes import api, dashboard, geofence, health, kiosk, live, pairing, scanner
 from kiosk_ui.services import Services
+from kiosk_ui.storage_errors import install as install_storage_errors
+from kiosk_ui.validation_errors import install as install_validation_errors
 
 HERE = Path(__file__).parent
 
@@ -35,6 +38,8 @@ def create_app(services: Services) -> FastAPI:
         env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, auto_reload=False)
     )
     app.state.metrics = health.metrics_registry(services)
+    install_storage_errors(app)  # a full or read-only disk: 503 with plain words, staff alerted
+    install_validation_errors(app)  # 422 without echoing the input (docs/station-api.md, "Fuzzing")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)  # first: the door's hot path matches at once
     app.include_router(geofence.router)  # phones: signed pings, app check-in; arrivals
@@ -44,4 +49,5 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(live.router)
     app.include_router(pairing.router)
     app.include_router(scanner.router)  # camera scanners report their health
+    security_headers.install(app)  # CSP, no framing, no referrer, nosniff: on every answer
     return app

@@ -28,7 +28,7 @@ from edge.checkin import CheckinService
 from edge.clock import ClockCheck
 from edge.config import Config, ConfigError, load_config
 from edge.connectivity import Connectivity
-from edge.disk import DiskWatch
+from edge.disk import DiskWatch, StorageUnavailable, require_writable, storage_fault
 from edge.events import SHUTDOWN, EventBus
 from edge.models import SyncOutcome, SyncTrigger
 from edge.pings import PingService
@@ -58,6 +58,8 @@ class CliError(Exception):
 
 def build_services(config: Config, *, migrate: bool = True) -> Services:
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    # A full or read-only data directory, said in words before SQLite fails on it with a traceback.
+    require_writable(config.data_dir, *_sqlite_dir(config.db_url))
     store = Store(config.db_url)
     if migrate:
         upgrade(store)
@@ -110,6 +112,15 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         outbox=outbox,
         roster_source=roster_client(config) if config.source_url else None,
     )
+
+
+def _sqlite_dir(url: str) -> list[Path]:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return []
+    return [Path(parsed.database).parent]
 
 
 def roster_client(config: Config) -> RosterClient:
@@ -182,7 +193,7 @@ def _read_export_file(path: Path) -> list[dict[str, Any]]:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # nested past the decoder's limit
         raise CliError(f"{path} is not JSON: {exc}") from None
     pages = data if isinstance(data, list) else [data]
     if not pages or not all(isinstance(p, dict) for p in pages):
@@ -527,7 +538,17 @@ def _start_sync_loop(services: Services, stop: threading.Event) -> None:
 
     def run_sync(trigger: str) -> object:
         # Told on the live channel too: an open dashboard shows the schedule's pulls as they run.
-        return announced_pull(services.roster_sync, client, SyncTrigger(trigger), services.events, by=trigger)
+        try:
+            return announced_pull(services.roster_sync, client, SyncTrigger(trigger), services.events, by=trigger)
+        except Exception as exc:
+            fault = storage_fault(exc, config.data_dir)
+            if fault is None:
+                raise
+            # The roster is unchanged (its transaction rolled back); the disk could not take the
+            # failed run's row either, so the alarm in memory says it (edge.disk.StorageAlarm).
+            services.storage.failed(fault, utc_now())
+            log.error("roster sync could not be saved: storage %s; the roster is unchanged", fault.value)
+            return None
 
     loop = SyncLoop(services.schedule, run_sync, services.roster_sync.last_success_at, utc_now, stop)
     threading.Thread(target=loop.run, name="sync-loop", daemon=True).start()
@@ -541,6 +562,7 @@ def _start_disk_watch(services: Services, stop: threading.Event) -> None:
         config.data_dir,
         min_free_bytes=int(config.low_disk_free_mb * 1024 * 1024),
         min_free_ratio=config.low_disk_free_percent / 100,
+        alarm=services.storage,
     )
     threading.Thread(target=watch.run, args=(stop,), name="disk-watch", daemon=True).start()
 
@@ -970,6 +992,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ConfigError) as exc:
         print(f"checkin-edge: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StorageUnavailable as exc:
+        print(f"checkin-edge: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        fault = storage_fault(exc)
+        if fault is None:
+            raise
+        # A write refused mid-command (a sync on a full disk): rolled back whole, said in words.
+        print(
+            f"checkin-edge: the data directory's disk refused a write ({fault.value}): nothing was changed. "
+            "Free space or remount it read-write, then try again.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     return code

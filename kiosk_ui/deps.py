@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from edge import const
 from kiosk_ui.services import Services
+from kiosk_ui.throttle import FailureLimiter, client_key, throttles_of
 
 
 # Cheap dependencies are ``async def``: FastAPI runs a plain ``def`` one in the threadpool, a
@@ -62,10 +63,15 @@ async def station_caller(request: Request) -> StationCaller:
     # Services straight from the app, not as a sub-dependency: each dependency FastAPI solves
     # costs tens of microseconds on every station request.
     services: Services = request.app.state.services
-    if is_loopback(request.client.host if request.client else ""):
+    host = request.client.host if request.client else ""
+    if is_loopback(host):
         return StationCaller(local=True)
+    guessed: FailureLimiter | None = None
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
+        # Checked before the token, so a blocked guesser learns nothing, not even a right guess.
+        guessed = throttles_of(request.app).station_token
+        raise_if_blocked(guessed, client_key(host))
         station = services.stations.station_for_token(token.strip())
         if station is not None:
             return StationCaller(local=False, station_id=station)
@@ -74,10 +80,32 @@ async def station_caller(request: Request) -> StationCaller:
         station = services.stations.station_for_cookie(cookie)
         if station is not None:
             return StationCaller(local=False, station_id=station)
+    if guessed is not None:  # a wrong token (a stale pairing cookie is no guess: an HMAC)
+        count_wrong_token(guessed, client_key(host))
     raise HTTPException(
         status_code=401,
         detail="A station needs its station token (Authorization: Bearer) or a paired screen",
         headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def raise_if_blocked(limiter: FailureLimiter, key: str) -> None:
+    wait = limiter.retry_after(key)
+    if wait is not None:
+        raise too_many_wrong_tokens(wait)
+
+
+def count_wrong_token(limiter: FailureLimiter, key: str) -> None:
+    wait = limiter.failure(key)
+    if wait is not None:
+        raise too_many_wrong_tokens(wait)
+
+
+def too_many_wrong_tokens(wait_s: int) -> HTTPException:
+    return HTTPException(
+        status_code=429,
+        detail="Too many wrong station tokens from this address: try again later",
+        headers={"Retry-After": str(wait_s)},
     )
 
 

@@ -12,7 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DeviceId = Annotated[str, Field(min_length=1, max_length=64, examples=["D-7f3a"])]
+from kiosk_ui.schemas import FAULT_RESPONSES
+
+# No control characters (as ChildId): PostgreSQL cannot even compare a text with NUL.
+DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", examples=["D-7f3a"])]
 Seq = Annotated[
     int,
     Field(
@@ -84,10 +87,19 @@ SIGNATURE_HEADER = {
     "schema": {"type": "string", "minLength": 88, "maxLength": 88},
 }
 
+
+class MalformedOut(BaseModel):
+    detail: str = Field(description="What is wrong with the body, in plain words (never its content)")
+
+
 PHONE_RESPONSES: dict[int | str, dict[str, object]] = {
     403: {"model": PhoneRefusalOut, "description": "Refused: the reason code and a sentence for the phone"},
-    413: {"description": "The body is larger than 4 KB"},
-    422: {"description": "The body is not the contract's JSON object (no signature could be checked against it)"},
+    413: {"description": "The body is larger than 4 KB", "content": {"text/plain": {"schema": {"type": "string"}}}},
+    422: {
+        "model": MalformedOut,
+        "description": "The body is not the contract's JSON object (no signature could be checked against it)",
+    },
+    **FAULT_RESPONSES,
 }
 
 

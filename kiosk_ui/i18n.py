@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from edge.disk import StorageFault
 from edge.policy import RefusalReason
 from kiosk_ui import presenter
 
@@ -125,7 +126,9 @@ _STRINGS: Final[dict[str, dict[str, str]]] = {
 def _with_refusals(lang: str, table: dict[str, str]) -> dict[str, str]:
     # The presenter is the one place a refusal becomes a sentence: the page borrows its
     # sentences rather than keeping a second set that could drift.
-    return {**table, **{f"reason.{reason.value}": presenter.message(reason, lang) for reason in RefusalReason}}
+    refusals = {f"reason.{reason.value}": presenter.message(reason, lang) for reason in RefusalReason}
+    faults = {f"reason.{fault.value}": presenter.fault_message(fault, lang) for fault in StorageFault}
+    return {**table, **refusals, **faults}
 
 
 STRINGS: Final[dict[str, dict[str, str]]] = {lang: _with_refusals(lang, table) for lang, table in _STRINGS.items()}

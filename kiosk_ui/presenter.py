@@ -10,6 +10,7 @@ from __future__ import annotations
 from string import Formatter
 from typing import Literal
 
+from edge.disk import StorageFault
 from edge.policy import RefusalReason
 
 Lang = Literal["en", "es"]
@@ -102,6 +103,28 @@ _MESSAGES: dict[Lang, dict[RefusalReason, tuple[str, str | None]]] = {
         RefusalReason.BAD_TICKET: ("Pasó demasiado tiempo. Ingrese su PIN otra vez.", None),
     },
 }
+
+# The hub failed to save (503, docs/door.md "Faults"): not the person's doing, so say what to do.
+_FAULTS: dict[Lang, dict[StorageFault, str]] = {
+    "en": {
+        StorageFault.FULL: "The device's storage is full — check-ins can't be saved; tell staff.",
+        StorageFault.READ_ONLY: "The device can't save right now — check-ins can't be saved; tell staff.",
+    },
+    "es": {
+        StorageFault.FULL: (
+            "El almacenamiento del equipo está lleno: no se pueden guardar las entradas; avise al personal."
+        ),
+        StorageFault.READ_ONLY: (
+            "El equipo no puede guardar ahora: no se pueden guardar las entradas; avise al personal."
+        ),
+    },
+}
+
+
+def fault_message(fault: StorageFault, lang: str = "en") -> str:
+    """The sentence for a storage fault (the hub could not save), English unless ``es``."""
+    return _FAULTS["es" if lang == "es" else "en"][fault]
+
 
 _FALLBACK: dict[Lang, str] = {
     "en": "That did not work. Please see a staff member.",

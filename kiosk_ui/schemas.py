@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from edge.disk import StorageFault
 from edge.policy import RefusalReason
 
 StationId = Annotated[
@@ -21,7 +22,8 @@ StationId = Annotated[
         examples=["front-door"],
     ),
 ]
-ChildId = Annotated[str, Field(min_length=1, max_length=64)]
+# No control characters: an id never has one, and PostgreSQL cannot even compare a text with NUL.
+ChildId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class _Strict(BaseModel):
@@ -111,6 +113,43 @@ class StatusOut(BaseModel):
     clock_synced: bool = Field(description="Whether the hub's clock is known to be right")
 
 
+class ErrorOut(BaseModel):
+    """The framework's own refusals (no station token, too many wrong ones, a body that is not JSON)."""
+
+    detail: str
+
+
+class FaultOut(BaseModel):
+    reason: StorageFault = Field(description="Why the hub could not save; nothing was half written")
+    message: str = Field(description="Plain words for the screen: what to do (tell staff)")
+
+
+# Every answer a station route can give besides its 200, as the OpenAPI document publishes them:
+# the fuzzer (tests/kiosk_ui/test_fuzz_api.py) fails on a status code, a content type or a body
+# that is not declared here.
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+STATION_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorOut, "description": "Not the hub itself, and no valid station token or pairing cookie"},
+    429: {
+        "model": ErrorOut,
+        "description": "Too many wrong station tokens from this address (the right one included, for a while)",
+        "headers": _RETRY_AFTER,
+    },
+}
+BODY_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut, "description": "The body is not JSON at all"},
+    413: {
+        "description": "The body is larger than 16 KB",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+}
+FAULT_RESPONSES: dict[int | str, dict[str, object]] = {
+    503: {
+        "model": FaultOut,
+        "description": "The disk refused the write (full, or read-only): nothing was saved; staff are alerted",
+        "headers": _RETRY_AFTER,
+    },
+}
 REFUSAL_RESPONSES: dict[int | str, dict[str, object]] = {
     403: {"model": RefusalOut, "description": "Refused: the reason code and a sentence for the screen"},
     423: {
@@ -120,8 +159,9 @@ REFUSAL_RESPONSES: dict[int | str, dict[str, object]] = {
             "Retry-After": {"description": "Seconds until the pad takes PINs again", "schema": {"type": "integer"}}
         },
     },
-    401: {"description": "Not the hub itself, and no valid station token or pairing cookie"},
-    413: {"description": "The body is larger than 16 KB"},
+    **STATION_RESPONSES,
+    **BODY_RESPONSES,
+    **FAULT_RESPONSES,
 }
 
 
@@ -140,7 +180,7 @@ class ScannerReport(_Strict):
     decode_ms: float | None = Field(None, ge=0, le=60_000, description="Mean time to decode one frame")
     last_frame_at: AwareDatetime | None = Field(None, description="When the last frame arrived")
     last_decode_at: AwareDatetime | None = Field(None, description="When a QR code was last read")
-    scans: int = Field(0, ge=0, description="Scanned codes sent to the hub since the scanner started")
+    scans: int = Field(0, ge=0, le=2**63 - 1, description="Scanned codes sent to the hub since the scanner started")
     detail: str | None = Field(None, max_length=500, description="Why the camera is lost, say")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cloud_sync.outbox import OutboxSender
 from cloud_sync.roster_sync import RosterSource, RosterSyncService
@@ -12,6 +12,7 @@ from edge.checkin import CheckinService
 from edge.clock import ClockCheck
 from edge.config import Config
 from edge.connectivity import Connectivity
+from edge.disk import StorageAlarm
 from edge.events import EventBus
 from edge.pings import PingService
 from edge.pins import PinHasher
@@ -37,9 +38,11 @@ class Services:
     staff: StaffAccounts  # dashboard logins (edge.staff)
     outbox: OutboxSender | None = None  # None when no cloud is configured: events wait in the outbox
     roster_source: RosterSource | None = None  # the dashboard's "Sync now"; None when no source is set
+    storage: StorageAlarm = field(default_factory=StorageAlarm)  # a write the disk refused (edge.disk)
 
     def close(self) -> None:
         if self.outbox is not None:
             self.outbox.close()
         self.pings.close()  # the last accepted fixes and phone states
+        self.checkin.writer.close()  # acts already queued are committed first
         self.store.close()

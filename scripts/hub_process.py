@@ -27,7 +27,12 @@ class Hub:
 
     def __init__(self, data_dir: Path, log: Path | None = None, **settings: str) -> None:
         log = log or data_dir / "serve.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CHECKIN_EDGE_", "NOTIFY_", "WATCHDOG_"))}
+        # The test run's database (the PostgreSQL run names one per test) stays; the rest goes.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k == "CHECKIN_EDGE_DATABASE_URL" or not k.startswith(("CHECKIN_EDGE_", "NOTIFY_", "WATCHDOG_"))
+        }
         env["CHECKIN_EDGE_DATA_DIR"] = str(data_dir)
         env |= {f"CHECKIN_EDGE_{k.upper()}": v for k, v in settings.items()}
         self.url = f"http://127.0.0.1:{free_port()}"

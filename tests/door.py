@@ -76,7 +76,8 @@ def make_service(
     """A service on the fake clock: tickets age with it, lockouts and events are stamped by it."""
     bus = events if events is not None else EventBus()
     tickets = TicketStore(now=lambda: clock().timestamp())
-    lockout = PinLockout(store, bus, clock)
+    # The fake clock stands in for the monotonic one too (tests/faults make them disagree).
+    lockout = PinLockout(store, bus, clock, monotonic=lambda: clock().timestamp())
     return CheckinService(
         store,
         hasher,

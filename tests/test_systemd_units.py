@@ -11,7 +11,6 @@ fails the test; the broken copies below prove a typo is caught.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from kiosk_ui.cli import build_parser
+from tests.dbenv import clean_env
 
 ROOT = Path(__file__).parents[1]
 UNITS_DIR = ROOT / "systemd"
@@ -284,7 +284,7 @@ def test_the_hub_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
     """The units set MemoryDenyWriteExecute=true for the Python services: nothing they import may
     need writable and executable memory (a JIT, an old libffi's closures). The kernel's own
     version of the rule (prctl PR_SET_MDWE) is applied to a process that then builds the hub."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKIN_EDGE_")}
+    env = clean_env()
     env["CHECKIN_EDGE_DATA_DIR"] = str(tmp_path / "data")
     done = subprocess.run(
         [sys.executable, "-c", MDWE_EXEC, HUB_UNDER_MDWE],

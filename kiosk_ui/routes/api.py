@@ -4,12 +4,15 @@ Thin: parse (kiosk_ui.schemas) -> edge.checkin -> JSON. Every refusal is 403 (42
 PIN pad, with Retry-After) with the reason code and a sentence from kiosk_ui.presenter, so it
 reads the same here and on the kiosk screen.
 
-Handlers are ``async def`` and run the door's call through ``DoorRunner``: on the event loop
-itself when nothing can make it wait, in the threadpool otherwise (see there why).
+Handlers are ``async def``. An act goes to the door's writer (edge/group_commit.py) and the
+handler awaits its durable answer, so the loop serves other stations while the commit's fsync
+runs. An identify runs through ``DoorRunner``: on the event loop itself when nothing can make it
+wait, in the threadpool otherwise (see there why).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge import const
+from edge.group_commit import GroupCommitLoop
 from edge.outcomes import Refusal
 from edge.policy import RefusalReason
 from edge.store import Store
@@ -25,6 +29,7 @@ from kiosk_ui import presenter
 from kiosk_ui.deps import ServicesDep, StationDep, station_caller
 from kiosk_ui.schemas import (
     REFUSAL_RESPONSES,
+    STATION_RESPONSES,
     AttendanceOut,
     AttendanceRequest,
     IdentifyRequest,
@@ -58,12 +63,15 @@ class DoorRunner:
     that one call wait inline, for that writer's transaction.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, writer: GroupCommitLoop) -> None:
         self.store = store
+        self.writer = writer
         self._in_threads = 0  # only touched on the event loop
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
-        if self._in_threads == 0 and not self.store.writer_busy:
+        # The door's own writer holds the lock for one batch, a few milliseconds: worth waiting
+        # for inline. A roster sync's seconds are not.
+        if self._in_threads == 0 and (not self.store.writer_busy or self.writer.committing):
             return call(*args)
         self._in_threads += 1
         try:
@@ -76,7 +84,8 @@ def door_runner(request: Request) -> DoorRunner:
     state = request.app.state
     runner: DoorRunner | None = getattr(state, "door_runner", None)
     if runner is None:
-        runner = state.door_runner = DoorRunner(state.services.store)
+        services = state.services
+        runner = state.door_runner = DoorRunner(services.store, services.checkin.writer)
     return runner
 
 
@@ -98,8 +107,9 @@ def refusal_response(refusal: Refusal, lang: str = "en") -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-# Handlers return plain dicts: FastAPI validates them against the response model anyway, so
-# building model objects first would validate twice on the door's hot path.
+# The door's answers go out as JSONResponse: FastAPI would otherwise validate each against its
+# response model and serialize it again, on every request of the hot path. The models still
+# publish the schema, and tests check the answers against it (tests/kiosk_ui/test_api.py).
 
 
 @router.post(
@@ -114,13 +124,13 @@ async def identify(
     services: ServicesDep,
     caller: StationDep,
     accept_language: AcceptLanguage = None,
-) -> dict[str, Any] | JSONResponse:
+) -> JSONResponse:
     if not caller.speaks_for(body.station_id):
         raise HTTPException(status_code=401, detail=f"This station token or screen is not {body.station_id}'s")
     found = await door_runner(request).run(services.checkin.identify, body.station_id, body.method, body.secret)
     if isinstance(found, Refusal):
         return refusal_response(found, _lang(accept_language))
-    return found.as_json()
+    return JSONResponse(found.as_json())
 
 
 @router.post(
@@ -135,18 +145,23 @@ async def attendance(
     services: ServicesDep,
     caller: StationDep,
     accept_language: AcceptLanguage = None,
-) -> dict[str, Any] | JSONResponse:
+) -> JSONResponse:
     lang = _lang(accept_language)
     if not caller.local and services.checkin.ticket_station(body.ticket) != caller.station_id:
         # Another door's ticket is as good as no ticket here (a dictionary lookup: no hop needed).
         return refusal_response(Refusal(RefusalReason.BAD_TICKET), lang)
-    result = await door_runner(request).run(services.checkin.act, body.ticket, body.children, body.action)
+    result = await asyncio.wrap_future(services.checkin.start_act(body.ticket, body.children, body.action))
     if isinstance(result, Refusal):
         return refusal_response(result, lang)
-    return {"events": [event.as_json() for event in result]}
+    return JSONResponse({"events": [event.as_json() for event in result]})
 
 
-@router.get("/status", response_model=StatusOut, summary="Whether the cloud is reachable and the clock is right")
+@router.get(
+    "/status",
+    response_model=StatusOut,
+    responses=STATION_RESPONSES,
+    summary="Whether the cloud is reachable and the clock is right",
+)
 async def status(services: ServicesDep) -> dict[str, Any]:
     # In memory, and the clock check caches its verdict: nothing here blocks.
     return {"cloud": services.connectivity.get().state.value, "clock_synced": services.clock_check.synced()}

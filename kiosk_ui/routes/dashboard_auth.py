@@ -2,7 +2,9 @@
 
 The login form carries its own CSRF token as a double-submit cookie (there is no session yet to
 keep one in); a successful login starts a new session with a new random id, so an id planted
-before the login is worth nothing after it.
+before the login is worth nothing after it. Wrong passwords are limited twice: per (username,
+client) by ``edge.staff.LoginThrottle``, and per client over all usernames by
+``kiosk_ui.throttle`` (both ``429`` with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edge.staff import LoginRefused
-from kiosk_ui import auth
+from kiosk_ui import auth, throttle
 from kiosk_ui.auth import Access, StaffDep
 from kiosk_ui.routes.dashboard_base import render, services_of, staff_router
+from kiosk_ui.throttle import throttles_of
 
 public = APIRouter(include_in_schema=False)
 public.tags = [Access.PUBLIC]
@@ -31,6 +34,14 @@ def _login_page(request: Request, next_path: str, *, error: str | None = None, s
         status_code=status_code,
     )
     auth.set_login_csrf_cookie(response, request, token)
+    return response
+
+
+def _too_many(request: Request, target: str, wait_s: int) -> Response:
+    minutes = max(1, round(wait_s / 60))
+    error = f"Too many wrong passwords. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+    response = _login_page(request, target, error=error, status_code=429)
+    response.headers["Retry-After"] = str(wait_s)
     return response
 
 
@@ -51,15 +62,20 @@ def login(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     target = auth.safe_next(next)
+    client = request.client.host if request.client else "unknown"
+    # Per client, whatever the usernames (a password sprayed over every name): checked before
+    # anything else, so a blocked client costs no password hash either.
+    per_client, client_key = throttles_of(request.app).login, throttle.client_key(client)
+    wait = per_client.retry_after(client_key)
+    if wait is not None:
+        return _too_many(request, target, wait)
     if not auth.login_csrf_ok(request, csrf_token):
         return _login_page(request, target, error="The login form had expired. Please try again.", status_code=403)
-    client = request.client.host if request.client else "unknown"
     result = services_of(request).staff.authenticate(username, password, client)
     if isinstance(result, LoginRefused):
-        if result.locked:
-            minutes = max(1, round((result.retry_after_s or 60) / 60))
-            error = f"Too many wrong passwords. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
-            return _login_page(request, target, error=error, status_code=429)
+        wait = per_client.failure(client_key)
+        if result.locked or wait is not None:
+            return _too_many(request, target, max(result.retry_after_s or 0, wait or 0) or 60)
         return _login_page(request, target, error="Wrong username or password.", status_code=401)
     sessions = auth.sessions_of(request.app)
     old = request.cookies.get(auth.SESSION_COOKIE)

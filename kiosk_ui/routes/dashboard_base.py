@@ -20,19 +20,11 @@ from edge.models import School
 from kiosk_ui.auth import CSRF_FIELD, Access, StaffSession, require_staff
 from kiosk_ui.services import Services
 
-# Everything from the hub itself, no inline script or style (the kiosk's policy, plus forms
-# posting back here and the SVG charts drawn inline with presentation attributes).
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+# The Content-Security-Policy (no inline script or style, no framing) and the other security
+# headers go on every answer of the hub: kiosk_ui.security_headers.
 PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     # Names of children on every page: never kept by the browser or a proxy.
     "Cache-Control": "no-store",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
 }
 
 # The navigation, in the order a director reads it: (path, label, what is there).

@@ -10,14 +10,18 @@ reconnect.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
+from edge import const
 from edge import now as now_model
 from kiosk_ui.auth import StaffDep
-from kiosk_ui.routes.dashboard_base import render, services_of, staff_router
+from kiosk_ui.routes.dashboard_base import PAGE_HEADERS, render, school, services_of, staff_router
 from kiosk_ui.routes.live import STREAM_HEADERS, _stream, live_epoch, parse_last_event_id
 
 router = staff_router()
@@ -53,10 +57,41 @@ def now_page(request: Request) -> HTMLResponse:
     return render(request, "dashboard/now.html", _now_context(request))
 
 
+class RoomsFragment:
+    """The rooms part rendered once per change and shared by every open dashboard.
+
+    Each dashboard refetches it after every check-in: at 5:45 PM, three of them rendering 300
+    children each time cost the hub more CPU than the doors themselves (scripts/load). The
+    fragment shows no one's own data (no name, no CSRF token), so one render serves all. It is
+    made again when anything happened (a new live event: check-ins, fixes, syncs), when the
+    day changes, and after ROOMS_FRAGMENT_MAX_AGE_S at most (a roster applied by another
+    process announces nothing here)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[int, dt.date] | None = None
+        self._body = b""
+        self._made = 0.0
+
+    def get(self, key: tuple[int, dt.date], make: Callable[[], bytes]) -> bytes:
+        with self._lock:  # a second dashboard asking meanwhile waits for this render
+            if key != self._key or time.monotonic() - self._made > const.ROOMS_FRAGMENT_MAX_AGE_S:
+                self._body, self._key, self._made = make(), key, time.monotonic()
+            return self._body
+
+
 @router.get("/dashboard/now/rooms", response_class=HTMLResponse)
 def now_rooms(request: Request) -> HTMLResponse:
     """The rooms part of the page alone: the page swaps it in after a live event."""
-    return render(request, "dashboard/_rooms.html", _now_context(request))
+    services = services_of(request)
+    state = request.app.state
+    fragment: RoomsFragment | None = getattr(state, "rooms_fragment", None)
+    if fragment is None:
+        fragment = state.rooms_fragment = RoomsFragment()
+    _name, zone = school(services)
+    key = (services.events.last_id, _utc_now().astimezone(zone).date())
+    body = fragment.get(key, lambda: bytes(render(request, "dashboard/_rooms.html", _now_context(request)).body))
+    return HTMLResponse(body, headers=PAGE_HEADERS)
 
 
 @router.get("/dashboard/api/now")

@@ -34,7 +34,7 @@ from kiosk_ui.geofence_schemas import (
     PingOut,
     signed_body,
 )
-from kiosk_ui.schemas import AttendanceOut
+from kiosk_ui.schemas import STATION_RESPONSES, AttendanceOut
 from kiosk_ui.services import Services
 
 router = APIRouter(prefix="/api/v1", max_body_size=const.GEOFENCE_MAX_BODY_BYTES)
@@ -148,6 +148,7 @@ async def app_attendance(request: Request) -> dict[str, Any] | JSONResponse:
     response_model=ArrivalsOut,
     dependencies=[Depends(station_caller)],
     tags=["station"],
+    responses=STATION_RESPONSES,
     summary="Who is arriving or on site, with the children they may take (for staff)",
 )
 async def arrivals(services: ServicesDep) -> dict[str, Any]:

@@ -48,6 +48,8 @@ def healthz(session: ReadSession, services: ServicesDep) -> dict[str, Any]:
         "outbox": outbox_status(services.store, services.connectivity, _now()).as_json(),
         "clock": {"synced": services.clock_check.synced(), "cloud_drift_s": None if drift is None else round(drift, 3)},
         "disk": _disk(services),
+        # A write the disk refused since the last one that worked (edge.disk.StorageAlarm).
+        "storage": {"fault": None} if (problem := services.storage.current()) is None else problem.as_json(),
     }
 
 

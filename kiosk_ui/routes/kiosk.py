@@ -22,19 +22,11 @@ from kiosk_ui.i18n import LANGUAGES, STRINGS, pick_language
 router = APIRouter()
 router.tags = ["public"]
 
-# Everything the page loads comes from the hub itself; no inline script or style, so a page
-# somebody managed to inject markup into still cannot run code. ``data:`` images are not
-# needed (initials are text), and nothing may frame the kiosk.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
+# The Content-Security-Policy (no inline script or style, no framing) and the other security
+# headers go on every answer of the hub: kiosk_ui.security_headers.
 PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     # A hub upgraded in place must serve the new page on the next load, not a cached one.
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
 }
 
 

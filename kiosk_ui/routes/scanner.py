@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
 
 from edge import const
 from kiosk_ui.deps import ServicesDep, StationDep, station_caller
-from kiosk_ui.schemas import ScannerReport, ScannerStatusOut
+from kiosk_ui.schemas import BODY_RESPONSES, STATION_RESPONSES, ErrorOut, ScannerReport, ScannerStatusOut
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(station_caller)], max_body_size=const.API_MAX_BODY_BYTES)
 router.tags = ["station"]
@@ -64,7 +64,7 @@ def _check(caller_speaks: bool, station_id: str) -> None:
 @router.post(
     "/stations/{station_id}/scanner",
     response_model=ScannerStatusOut,
-    responses={401: {"description": "Not the hub itself, and not this station's token"}},
+    responses={**STATION_RESPONSES, **BODY_RESPONSES},
     summary="A camera scanner's health report: frames per second, last frame, last code read",
 )
 async def report_scanner(
@@ -85,7 +85,7 @@ async def report_scanner(
 @router.get(
     "/stations/{station_id}/scanner",
     response_model=ScannerStatusOut,
-    responses={401: {"description": "Not the hub itself, and not this station's token"}, 404: {}},
+    responses={**STATION_RESPONSES, 404: {"model": ErrorOut, "description": "No scanner has reported for it"}},
     summary="The last health report of a station's camera scanner",
 )
 async def scanner_status(station_id: StationPath, request: Request, caller: StationDep) -> dict[str, Any]:

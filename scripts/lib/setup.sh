@@ -46,6 +46,18 @@ ensure_venv() {
   fi
 }
 
+# The PostgreSQL run (scripts/test --postgres) needs a server's binaries; tests/postgres.py starts
+# a throwaway cluster of its own, so Debian's usual "main" cluster is not created or started.
+ensure_postgres() {
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return 0
+  echo "setup: installing postgresql (apt-get)" >&2
+  _as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive _as_root apt-get install -y -qq --no-install-recommends postgresql-common >/dev/null
+  _as_root sed -ri 's/^#? *create_main_cluster *=.*$/create_main_cluster = false/' \
+    /etc/postgresql-common/createcluster.conf
+  DEBIAN_FRONTEND=noninteractive _as_root apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+}
+
 ensure_setup() {
   ensure_system_packages
   ensure_venv

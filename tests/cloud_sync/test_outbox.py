@@ -257,16 +257,16 @@ def test_recording_is_not_slowed_while_the_sender_waits_on_the_cloud(
     store: Store, sender: OutboxSender, standin: StandinCloud
 ) -> None:
     record(store, "C1", 1)
-    standin.state.set_fault("attendance", delay_s=1.0, times=1)
+    standin.state.set_fault("attendance", delay_s=3.0, times=1)
     thread = threading.Thread(target=sender.drain)
     thread.start()
     try:
         time.sleep(0.1)  # the POST is in flight
-        started = time.perf_counter()
         record(store, "C2", 1)
-        assert time.perf_counter() - started < 0.5
+        # Recorded while the sender still waits for the cloud: it holds no lock the door needs.
+        assert thread.is_alive()
     finally:
-        thread.join(5)
+        thread.join(10)
 
 
 def test_status_and_retention(

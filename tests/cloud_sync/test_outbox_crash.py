@@ -4,7 +4,6 @@ restart: the cloud ends up with every recorded event exactly once, each child's 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from sqlalchemy import text
 from cloud_sync.standin.generator import generate_roster
 from cloud_sync.standin.server import StandinCloud, StandinState
 from edge.store import Store
+from tests.dbenv import clean_env, db_url
 from tests.kiosk_ui.test_crash import next_act, payer_pins
 
 CLI = [sys.executable, "-m", "kiosk_ui.cli"]
@@ -102,7 +102,7 @@ def test_sigkill_during_a_burst_then_restart_delivers_each_event_once_in_order(t
     state = StandinState("c-crash", cloud_token="cloud-tok-crash")
     data_dir = tmp_path / "data"
     with StandinCloud(state) as cloud:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKIN_EDGE_")}
+        env = clean_env()
         env.update(
             CHECKIN_EDGE_DATA_DIR=str(data_dir),
             CHECKIN_EDGE_CENTER_ID="c-crash",
@@ -153,7 +153,7 @@ def test_sigkill_during_a_burst_then_restart_delivers_each_event_once_in_order(t
                 proc.kill()
                 proc.wait(10)
 
-        store = Store(f"sqlite:///{data_dir / 'checkin-edge.db'}")
+        store = Store(db_url(data_dir))
         try:
             with store.engine.connect() as conn:
                 recorded = [

@@ -1,16 +1,17 @@
-"""Applying exports to a real SQLite file: counts, no-change re-sync, demotions, atomicity, PINs."""
+"""Applying exports to a real database (SQLite, or PostgreSQL in that run): counts, no-change
+re-sync, demotions, atomicity, PINs."""
 
 from __future__ import annotations
 
 import copy
 import os
-import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select, text
+from sqlalchemy import table as table_clause
 
 import cloud_sync.roster_apply
 from cloud_sync.roster_sync import RosterSyncService
@@ -239,15 +240,13 @@ def test_pins_are_stored_only_as_hmac(
         assert p1.pin_hmac == hasher.digest("7305")
     key_file = data_dir / "pin.key"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
-    # No column of any table holds a PIN in clear.
-    db = sqlite3.connect(data_dir / "checkin-edge.db")
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    # No column of any table holds a PIN in clear (every table the database has, on either one).
+    with store.engine.connect() as conn:
+        tables = inspect(conn).get_table_names()
+        assert {"persons", "teachers", "audit_log"} <= set(tables)
         for table in tables:
-            for row in db.execute(f"SELECT * FROM {table}"):  # noqa: S608 - names from sqlite_master
+            for row in conn.execute(select(text("*")).select_from(table_clause(table))):
                 assert not {"7305", "1964", "4821", "1111"} & {str(v) for v in row}, (table, row)
-    finally:
-        db.close()
 
 
 def test_pin_key_is_made_once_and_reused(data_dir: Path) -> None:
@@ -268,3 +267,26 @@ def test_apply_is_idempotent_over_many_people(roster_sync: RosterSyncService, st
     second = roster_sync.apply_export([big])
     assert second.counts["unchanged"] == 403
     assert second.rows_written == 0
+
+
+def test_a_value_longer_than_its_column_skips_the_record_on_every_database(
+    roster_sync: RosterSyncService, store: Store
+) -> None:
+    """PostgreSQL refuses a 101-character name that SQLite would keep: the export's parser
+    skips that record in words instead, so both databases sync the same roster and the rest of
+    it arrives (before the check, the PostgreSQL run's whole sync failed)."""
+    page = base_export()
+    page["families"][0]["children"][0]["first_name"] = "A" * 101
+    page["employees"].append(teacher("E9", first_name="Bo", email="x" * 190 + "@example.org"))  # 202 > 200
+    page["families"].append(family("F" * 65, [person("P77", "Long", "Family")], [child("C77", "Kid")]))
+    report = roster_sync.apply_export([page])
+    assert report.outcome is SyncOutcome.OK, report.error
+    too_long = {
+        (finding.kind.value, finding.source_id) for finding in report.skipped if "is not valid" in finding.reason
+    }
+    assert too_long == {("child", "C1"), ("teacher", "E9")}
+    assert any("longer than 64 characters" in finding.reason for finding in report.skipped)  # the family
+    with store.read() as session:
+        assert session.get(Child, "C1") is None
+        assert session.get(Child, "C77") is None
+        assert session.get(Teacher, "E1") is not None

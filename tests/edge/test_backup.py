@@ -1,4 +1,7 @@
-"""Backups on real SQLite files: a restore brings back exactly what the backup held, keys too."""
+"""Backups on real SQLite files: a restore brings back exactly what the backup held, keys too.
+
+Backup and restore are SQLite-only (edge/backup.py): the tests of the SQLite snapshot are
+``sqlite_only``, and on PostgreSQL (both runs) both commands refuse in words, touching nothing."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from edge.pins import PinHasher
 from edge.stations import StationAuthenticator
 from edge.store import Store
 from tests.conftest import FakeClock
+from tests.dbenv import DATABASE_URL_ENV, POSTGRES
 from tests.door import PINS, apply
 
 DB = "checkin-edge.db"
@@ -74,6 +78,7 @@ def populated(store: Store, roster_sync: RosterSyncService, clock: FakeClock, ke
     return store
 
 
+@pytest.mark.sqlite_only
 def test_restore_brings_back_exactly_the_backup(
     populated: Store, data_dir: Path, tmp_path: Path, clock: FakeClock, keys: dict[str, bytes], hasher: PinHasher
 ) -> None:
@@ -117,6 +122,7 @@ def test_restore_brings_back_exactly_the_backup(
     assert (data_dir / const.PIN_KEY_FILE).read_bytes() == b"x" * 32
 
 
+@pytest.mark.sqlite_only
 def test_backup_while_a_write_is_in_the_wal(populated: Store, data_dir: Path, tmp_path: Path, clock: FakeClock) -> None:
     """The hub keeps running during the nightly backup: committed rows still in the WAL are in it."""
     check_in(populated, "C3", clock)
@@ -130,6 +136,7 @@ def test_backup_while_a_write_is_in_the_wal(populated: Store, data_dir: Path, tm
     assert dump(tmp_path / "copy.db") == expected
 
 
+@pytest.mark.sqlite_only
 def test_keeps_the_newest_n(populated: Store, data_dir: Path, tmp_path: Path, clock: FakeClock) -> None:
     dest = tmp_path / "backups"
     made = []
@@ -158,8 +165,43 @@ def test_postgres_is_refused_in_words() -> None:
     class NotSqlite:
         url = "postgresql+psycopg://u@db/checkin"
 
-    with pytest.raises(BackupError, match="pg_dump"):
+    with pytest.raises(BackupError, match=r"SQLite-only.*pg_dump"):
         backup(NotSqlite(), Path("/nonexistent"), Path("/nonexistent"))  # type: ignore[arg-type]
+
+
+def test_backup_and_restore_of_a_postgres_hub_refuse_in_words(
+    store: Store,
+    data_dir: Path,
+    tmp_path: Path,
+    keys: dict[str, bytes],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The PostgreSQL run's own database (a URL never connected to in the SQLite run): the CLI
+    says what to use instead, writes no archive and leaves the database and keys alone."""
+    from kiosk_ui.cli import main
+
+    monkeypatch.delenv("CHECKIN_EDGE_CONFIG", raising=False)
+    if not POSTGRES:
+        monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://nobody@127.0.0.1:9/none")
+    with store.read() as session:
+        revision = session.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+    sqlite_file = (data_dir / DB).exists()  # the SQLite run's store fixture made one; PostgreSQL's did not
+
+    assert main(["backup", "--data-dir", str(data_dir), "--dest", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "SQLite-only" in err
+    assert "pg_dump" in err
+    assert "pin.key" in err  # the keys must travel with the dump
+    assert not (tmp_path / "b").exists() or list((tmp_path / "b").iterdir()) == []
+
+    archive = _tar(tmp_path / "any.tar.gz", {DB: b"x"})
+    assert main(["restore", str(archive), "--data-dir", str(data_dir)]) == 2
+    assert "restore puts back a SQLite database" in capsys.readouterr().err
+    assert {name: (data_dir / name).read_bytes() for name in KEY_FILES} == keys
+    assert (data_dir / DB).exists() == sqlite_file  # no SQLite file appeared beside the PostgreSQL hub
+    with store.read() as session:
+        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none() == revision
 
 
 def test_no_database_yet(tmp_path: Path) -> None:
@@ -182,6 +224,7 @@ def _tar(path: Path, members: dict[str, bytes], manifest: dict[str, object] | No
     return path
 
 
+@pytest.mark.sqlite_only
 def test_restore_refuses_what_is_not_a_good_backup(
     populated: Store, data_dir: Path, tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -222,6 +265,7 @@ def test_restore_refuses_what_is_not_a_good_backup(
     assert not (tmp_path / "safety").exists() or list((tmp_path / "safety").iterdir()) == []
 
 
+@pytest.mark.sqlite_only
 def test_cli_backup_and_restore(
     populated: Store,
     data_dir: Path,

@@ -81,7 +81,7 @@ def test_the_doubling_stops_at_the_cap(
 ) -> None:
     apply(roster_sync)
     events = EventBus()
-    lockout = PinLockout(store, events, clock, base_s=30, max_s=100)
+    lockout = PinLockout(store, events, clock, base_s=30, max_s=100, monotonic=lambda: clock().timestamp())
     service = make_service(store, hasher, clock, events)
     service.lockout = lockout
     seen = []

@@ -25,6 +25,7 @@ from edge.watchdog import (
     loop_answers,
     watchdog_interval_s,
 )
+from tests.dbenv import clean_env
 
 
 class FakeSystemd:
@@ -206,7 +207,7 @@ def test_supervisor_without_a_watchdog_only_says_ready(systemd: FakeSystemd, sto
 
 @pytest.mark.slow
 def test_serve_tells_systemd_ready_pings_and_stopping(systemd: FakeSystemd, data_dir: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHECKIN_EDGE_", "WATCHDOG_", "NOTIFY_"))}
+    env = clean_env(("CHECKIN_EDGE_", "WATCHDOG_", "NOTIFY_"))
     env |= {"CHECKIN_EDGE_DATA_DIR": str(data_dir), "NOTIFY_SOCKET": systemd.address, "WATCHDOG_USEC": "400000"}
     log = data_dir.parent / "serve.log"
     with log.open("wb") as out:

@@ -83,6 +83,19 @@ def test_identify_answers_the_contracts_shape(client: TestClient) -> None:
     ]
 
 
+def test_the_answers_are_exactly_their_published_models(client: TestClient) -> None:
+    """The door's answers bypass FastAPI's response-model pass (speed): each must still be
+    exactly what its model publishes, no field more, none less, every value of its type."""
+    from kiosk_ui.schemas import AttendanceOut, PersonIdentified, StaffIdentified
+
+    for who, model in (("P1", PersonIdentified), ("E1", StaffIdentified)):
+        body = identify(client, PINS[who]).json()
+        assert model.model_validate(body).model_dump(mode="json") == body
+        action = {"children": ["C1"], "action": "check_in"} if who == "P1" else {"action": "clock_in"}
+        done = client.post("/api/v1/attendance", json={"ticket": body["ticket"], **action}).json()
+        assert AttendanceOut.model_validate(done).model_dump(mode="json", exclude_none=True) == done
+
+
 def test_a_teacher_gets_the_clock_and_no_children(client: TestClient) -> None:
     body = identify(client, PINS["E1"]).json()
     assert body["person"] == {"id": "E1", "name": "Lee Park", "role": "staff"}
@@ -202,6 +215,16 @@ def test_malformed_identify_is_422(client: TestClient, body: Any) -> None:
 )
 def test_malformed_attendance_is_422(client: TestClient, body: Any) -> None:
     assert client.post("/api/v1/attendance", json=body).status_code == 422
+
+
+@pytest.mark.parametrize("child", ["\x00", "C1\x00", "C\n1"])
+def test_a_child_id_with_a_control_character_is_422_on_every_database(client: TestClient, child: str) -> None:
+    """With a good ticket: SQLite would look the id up and find nothing, PostgreSQL cannot take
+    a NUL in a text at all (a 500 before the schema refused control characters)."""
+    answer = client.post(
+        "/api/v1/attendance", json={"ticket": ticket_for(client, "P1"), "children": [child], "action": "check_in"}
+    )
+    assert answer.status_code == 422, answer.text
 
 
 def test_not_json_is_422(client: TestClient) -> None:
@@ -356,7 +379,7 @@ def test_door_calls_run_on_the_loop_unless_something_could_make_them_wait(servic
 
     from kiosk_ui.routes.api import DoorRunner
 
-    runner = DoorRunner(services.store)
+    runner = DoorRunner(services.store, services.checkin.writer)
     where: list[str] = []
 
     def call(tag: str) -> str:
@@ -387,5 +410,19 @@ def test_door_calls_run_on_the_loop_unless_something_could_make_them_wait(servic
         thread.join(5)
         assert where[-1] != loop_thread
         assert not services.store.writer_busy
+        # The door's own writer holds the lock for one batch only: worth waiting for inline.
+        held.clear()
+        release.clear()
+        thread = threading.Thread(target=writer)
+        thread.start()
+        held.wait(5)
+        services.checkin.writer.committing = True
+        try:
+            assert await runner.run(call, "batch") == "batch"
+            assert where[-1] == loop_thread
+        finally:
+            services.checkin.writer.committing = False
+            release.set()
+            thread.join(5)
 
     asyncio.run(scenario())

@@ -188,6 +188,7 @@ def test_config_dump_hides_secrets(
     assert json.loads(out)["source_token"] == "(set)"
 
 
+@pytest.mark.empty_database  # PostgreSQL run: from no schema, as a new SQLite file
 def test_db_upgrade_is_idempotent(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "db", "upgrade", "--json")
     assert code == 0

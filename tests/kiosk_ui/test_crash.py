@@ -5,7 +5,6 @@ half-written (DESIGN.md: one transaction before the screen says "done")."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from sqlalchemy import text
 
 from cloud_sync.standin.generator import generate_roster
 from edge.store import Store
+from tests.dbenv import clean_env, db_url, integrity_check
 
 CLI = [sys.executable, "-m", "kiosk_ui.cli"]
 WORKERS = 8
@@ -30,7 +30,7 @@ BURST_DEADLINE_S = 8.0
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKIN_EDGE_")}
+    env = clean_env()
     env["CHECKIN_EDGE_DATA_DIR"] = str(data_dir)
     return env
 
@@ -154,7 +154,7 @@ def test_sigkill_mid_burst_loses_no_answered_check_in(tmp_path: Path) -> None:
     assert burst.cut == WORKERS  # every station was cut off mid-request: the kill came mid-burst
     assert len(burst.answered) >= KILL_AFTER_ANSWERS
 
-    store = Store(f"sqlite:///{data_dir / 'checkin-edge.db'}")  # opening it recovers the WAL
+    store = Store(db_url(data_dir))  # on SQLite, opening it recovers the WAL
     try:
         with store.engine.connect() as conn:
             events = {
@@ -179,7 +179,7 @@ def test_sigkill_mid_burst_loses_no_answered_check_in(tmp_path: Path) -> None:
                     )
                 )
             }
-            integrity = conn.execute(text("PRAGMA integrity_check")).scalar()
+            integrity = integrity_check(conn)
     finally:
         store.close()
 

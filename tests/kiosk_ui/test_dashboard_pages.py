@@ -9,9 +9,9 @@ import datetime as dt
 import io
 import json
 import re
-import time
 from typing import Any
 
+from cloud_sync.standin.generator import ENROLLED
 from cloud_sync.standin.server import DEFAULT_SOURCE_TOKEN, StandinCloud, StandinState
 from edge.attendance import record_event
 from edge.audit import raise_alert
@@ -248,15 +248,14 @@ def test_reports_and_the_csv(dash: Dash) -> None:
     assert "ends before it starts" in dash.client.get("/dashboard/reports?from=2026-12-01&to=2026-11-01").text
 
 
-def test_the_now_page_renders_300_children_quickly(dash: Dash, kiosk_export: dict[str, Any]) -> None:
-    """A smoke check of the budget (scripts/bench dashboard measures it properly)."""
+def test_the_now_page_renders_300_children(dash: Dash, kiosk_export: dict[str, Any]) -> None:
+    """How fast is scripts/bench dashboard's business; here, that a full center renders."""
     dash.services.roster_sync.apply_export([copy.deepcopy(kiosk_export)], SyncTrigger.FILE)
     login(dash.client, "maria")
-    dash.client.get("/dashboard")
-    started = time.perf_counter()
-    for _ in range(5):
-        assert dash.client.get("/dashboard").status_code == 200
-    assert (time.perf_counter() - started) / 5 < 0.25
+    page = dash.client.get("/dashboard")
+    assert page.status_code == 200
+    enrolled = [c for f in kiosk_export["families"] for c in f["children"] if c.get("enrollment_status") == ENROLLED]
+    assert sum(page.text.count(c["first_name"]) > 0 for c in enrolled[:20]) == min(20, len(enrolled))
 
 
 def test_badges_print_and_revoke(dash: Dash) -> None:

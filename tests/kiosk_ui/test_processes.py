@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -18,12 +17,13 @@ import pytest
 
 from cloud_sync.standin.generator import generate_roster
 from cloud_sync.standin.server import StandinCloud, StandinState
+from tests.dbenv import clean_env
 
 CLI = [sys.executable, "-m", "kiosk_ui.cli"]
 
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKIN_EDGE_")}
+    env = clean_env()
     env.update({"CHECKIN_EDGE_DATA_DIR": str(data_dir), **extra})
     return env
 
