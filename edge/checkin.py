@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from edge import audit, const, facts
 from edge.attendance import event_payload, subject_key, utc_iso_ms
 from edge.clock import ClockCheck
-from edge.events import EventBus
+from edge.events import ATTENDANCE, EventBus
 from edge.facts import PresenceFacts
 from edge.group_commit import GroupCommitLoop
 from edge.ids import uuid7
@@ -523,7 +523,7 @@ class CheckinService:
                     self._announce(station_id, method, refusal, action)
                 return refusal
             for event in written.new.values():
-                self.events.publish("attendance", _live(event, written.act.actor), station_id=station_id)
+                self.events.publish(ATTENDANCE, _live(event, written.act.actor), station_id=station_id)
             if written.new and self.on_committed is not None:
                 try:
                     self.on_committed()

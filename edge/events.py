@@ -23,6 +23,9 @@ Listener = Callable[["LiveEvent"], None]
 # Published once when the hub begins to stop: open streams end, so the server can exit at
 # once and screens reconnect to the next one.
 SHUTDOWN = "shutdown"
+# A check-in or out (or a clock-in or out) recorded, fixes by hand included; a roster pull.
+ATTENDANCE = "attendance"
+SYNC = "sync"
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class EventBus:
     def __init__(self, history: int = 500) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._last_id = 0
+        self._last_ids: dict[str, int] = {}
         self._recent: deque[LiveEvent] = deque(maxlen=history)
         self._listeners: list[Listener] = []
 
@@ -54,7 +57,7 @@ class EventBus:
     ) -> LiveEvent:
         with self._lock:
             event = LiveEvent(next(self._ids), kind, dt.datetime.now(dt.UTC), data, station_id, private)
-            self._last_id = event.id
+            self._last_ids[kind] = event.id
             self._recent.append(event)
             listeners = list(self._listeners)
         for listener in listeners:
@@ -65,10 +68,11 @@ class EventBus:
                 log.exception("live listener failed")
         return event
 
-    @property
-    def last_id(self) -> int:
-        """The newest event's id (0 before the first): it changes whenever anything happened."""
-        return self._last_id
+    def last_id(self, *kinds: str) -> int:
+        """The newest id among events of these kinds (0 before the first): it changes whenever
+        one of them happened."""
+        with self._lock:
+            return max((self._last_ids.get(kind, 0) for kind in kinds), default=0)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Register ``listener``; returns the function that unregisters it."""

@@ -15,7 +15,7 @@ import threading
 from sqlalchemy import select
 
 from cloud_sync.roster_sync import RosterSource, RosterSyncService, SyncReport
-from edge.events import EventBus
+from edge.events import SYNC, EventBus
 from edge.models import SyncOutcome, SyncRun, SyncTrigger
 from edge.store import Store
 
@@ -63,7 +63,7 @@ class ManualSync:
             announced_pull(self.roster_sync, source, SyncTrigger.MANUAL, self.events, by=by)
         except Exception as exc:  # pull records its own failures; this is a bug, told all the same
             log.exception("sync now failed")
-            self.events.publish("sync", {"state": "finished", "outcome": "failed", "error": type(exc).__name__})
+            self.events.publish(SYNC, {"state": "finished", "outcome": "failed", "error": type(exc).__name__})
 
 
 def announced_pull(
@@ -71,10 +71,10 @@ def announced_pull(
 ) -> SyncReport:
     """One pull, told on the live channel (kind ``sync``) as it starts and ends: Sync now, and the
     schedule's pulls inside ``serve`` (kiosk_ui/cli.py), so an open dashboard sees both."""
-    events.publish("sync", {"state": "started", "by": by})
+    events.publish(SYNC, {"state": "started", "by": by})
     report = roster_sync.pull(source, trigger)
     events.publish(
-        "sync",
+        SYNC,
         {
             "state": "finished",
             "outcome": report.outcome.value,

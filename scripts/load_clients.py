@@ -10,7 +10,8 @@ the identify round trip plus the attendance round trip (not the tap in between).
 
 A **dashboard** is a staff member's Now page: logged in through the form, holding
 ``/dashboard/live`` (Server-Sent Events) open, and, like dashboard.js, refetching the rooms
-fragment after each attendance event (one request in flight, the next coalesced).
+fragment after attendance events (one request in flight, the next coalesced, at most one a
+second: ``ROOMS_MIN_GAP_S``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any
 import httpx
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+ROOMS_MIN_GAP_S = 1.0  # as dashboard.js: one rooms redraw a second at most
 
 
 @dataclass
@@ -146,6 +149,7 @@ class Dashboard:
         self.sync_events: list[tuple[float, dict[str, Any]]] = []  # (received, data), monotonic
         self._busy = False
         self._again = False
+        self._last_refresh = 0.0
         self._refreshes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -211,7 +215,10 @@ class Dashboard:
         try:
             while True:
                 self._again = False
-                started = time.monotonic()
+                wait = self._last_refresh + ROOMS_MIN_GAP_S - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._last_refresh = started = time.monotonic()
                 try:
                     answer = await self.client.get("/dashboard/now/rooms", headers={"Accept": "text/html"})
                 except httpx.HTTPError as exc:

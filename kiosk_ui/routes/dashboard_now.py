@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from edge import const
 from edge import now as now_model
+from edge.events import ATTENDANCE, SYNC
 from kiosk_ui.auth import StaffDep
 from kiosk_ui.routes.dashboard_base import PAGE_HEADERS, render, school, services_of, staff_router
 from kiosk_ui.routes.live import STREAM_HEADERS, _stream, live_epoch, parse_last_event_id
@@ -60,12 +61,12 @@ def now_page(request: Request) -> HTMLResponse:
 class RoomsFragment:
     """The rooms part rendered once per change and shared by every open dashboard.
 
-    Each dashboard refetches it after every check-in: at 5:45 PM, three of them rendering 300
-    children each time cost the hub more CPU than the doors themselves (scripts/load). The
-    fragment shows no one's own data (no name, no CSRF token), so one render serves all. It is
-    made again when anything happened (a new live event: check-ins, fixes, syncs), when the
-    day changes, and after ROOMS_FRAGMENT_MAX_AGE_S at most (a roster applied by another
-    process announces nothing here)."""
+    Each dashboard refetches it after check-ins: at 5:45 PM, three of them rendering 300 children
+    each time cost the hub more CPU than the doors themselves (scripts/load). The fragment shows
+    no one's own data (no name, no CSRF token), so one render serves all. It is made again when
+    a check-in (or a fix) or a roster sync is announced, when the day changes, and after
+    ROOMS_FRAGMENT_MAX_AGE_S at most (a roster applied by another process announces nothing
+    here)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -89,7 +90,9 @@ def now_rooms(request: Request) -> HTMLResponse:
     if fragment is None:
         fragment = state.rooms_fragment = RoomsFragment()
     _name, zone = school(services)
-    key = (services.events.last_id, _utc_now().astimezone(zone).date())
+    # What the rooms show changes with check-ins (and fixes) and roster syncs, not with the
+    # arrivals and scanner reports that keep the live channel busy.
+    key = (services.events.last_id(ATTENDANCE, SYNC), _utc_now().astimezone(zone).date())
     body = fragment.get(key, lambda: bytes(render(request, "dashboard/_rooms.html", _now_context(request)).body))
     return HTMLResponse(body, headers=PAGE_HEADERS)
 

@@ -118,6 +118,10 @@
     var scannerStates = {};
     var busy = false;
     var again = false;
+    // At 5:45 PM check-ins come several a second: one redraw a second keeps the page current
+    // without every open dashboard asking the hub for the rooms after each one.
+    var ROOMS_MIN_GAP_MS = 1000;
+    var lastRefresh = 0;
 
     function applyFilter() {
       if (!find) return;
@@ -136,7 +140,14 @@
 
     function refresh() {
       if (busy) { again = true; return; }
+      var wait = lastRefresh + ROOMS_MIN_GAP_MS - Date.now();
+      if (wait > 0) {
+        busy = true;
+        setTimeout(function () { busy = false; refresh(); }, wait);
+        return;
+      }
       busy = true;
+      lastRefresh = Date.now();
       var open = Array.prototype.map.call(rooms.querySelectorAll("details[open]"), function (d) { return d.id; });
       fetch(rooms.dataset.src, { headers: { Accept: "text/html" }, credentials: "same-origin" })
         .then(function (response) {

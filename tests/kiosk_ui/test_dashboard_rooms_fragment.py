@@ -27,7 +27,10 @@ def test_one_render_serves_every_dashboard_until_something_happens(dash: Dash) -
     # fragment already rendered is served again, to this dashboard and any other.
     checkin(dash, "C1")
     assert in_count(dash.client.get(ROOMS).text) == "0"
-    # Anything announced on the live channel makes it fresh.
+    # Arrivals and scanner reports keep the live channel busy without changing the rooms.
+    dash.services.events.publish("arrival", {"device_id": "d1"})
+    assert in_count(dash.client.get(ROOMS).text) == "0"
+    # A check-in announced makes it fresh.
     dash.services.events.publish("attendance", {"child_id": "C1", "action": Action.CHECK_IN.value})
     assert in_count(dash.client.get(ROOMS).text) == "1"
 
