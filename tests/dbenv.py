@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from edge.store import Store
 
 TEST_DB_ENV = "CHECKIN_EDGE_TEST_DB"
 DATABASE_URL_ENV = "CHECKIN_EDGE_DATABASE_URL"
@@ -98,3 +104,23 @@ class DatabaseCopies:
             Path(f"{self._sqlite}{suffix}").unlink(missing_ok=True)
         for saved in (self._folder / label).iterdir():
             shutil.copy2(saved, self._sqlite.parent / saved.name)
+
+
+@contextmanager
+def holding_the_writer(store: Store) -> Iterator[None]:
+    """Another writer (a roster sync, say) holds the store's single writer while the block runs."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.transaction():
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(10)

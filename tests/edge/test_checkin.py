@@ -37,6 +37,7 @@ from edge.pins import PinHasher
 from edge.policy import RefusalReason, Rule
 from edge.store import Store
 from tests.conftest import FakeClock
+from tests.dbenv import holding_the_writer
 from tests.door import PINS, SHARED_PIN, STATION, FixedClockCheck, apply, door_export, make_service
 
 R = RefusalReason
@@ -343,21 +344,6 @@ def test_two_taps_at_the_same_moment_are_one_event(service: CheckinService, stor
     assert count(store, AttendanceEvent) == 2
 
 
-def _behind_a_sync(store: Store) -> tuple[threading.Thread, threading.Event]:
-    """A roster sync holding the single writer until the returned event is set."""
-    held, release = threading.Event(), threading.Event()
-
-    def sync_holding_the_writer() -> None:
-        with store.transaction():
-            held.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=sync_holding_the_writer)
-    thread.start()
-    held.wait(5)
-    return thread, release
-
-
 def test_acts_at_doors_at_once_share_a_commit_and_all_hold(service: CheckinService, store: Store) -> None:
     from sqlalchemy import event
 
@@ -367,12 +353,10 @@ def test_acts_at_doors_at_once_share_a_commit_and_all_hold(service: CheckinServi
     event.listen(
         store.engine, "commit", lambda conn: commits.extend([1] if conn.get_execution_options().get("write") else [])
     )
-    thread, release = _behind_a_sync(store)
-    answers = [service.start_act(lead, ["C1"], "check_in")]
-    time.sleep(0.05)  # the door's writer has (most likely) taken this one and waits for the store
-    answers += [service.start_act(first, ["C2"], "check_in"), service.start_act(second, ["C3"], "check_in")]
-    release.set()
-    thread.join(5)
+    with holding_the_writer(store):
+        answers = [service.start_act(lead, ["C1"], "check_in")]
+        time.sleep(0.05)  # the door's writer has (most likely) taken this one and waits for the store
+        answers += [service.start_act(first, ["C2"], "check_in"), service.start_act(second, ["C3"], "check_in")]
     assert [len(recorded(answer.result(5))) for answer in answers] == [1, 1, 1]
     assert counts(store)["outbox"] == 3
     # The lead alone (or with the others, had the writer not woken yet), then the two together:
@@ -382,13 +366,11 @@ def test_acts_at_doors_at_once_share_a_commit_and_all_hold(service: CheckinServi
 
 def test_a_ticket_being_written_is_not_good_for_other_children(service: CheckinService, store: Store) -> None:
     ticket = pin(service, "P1").ticket
-    thread, release = _behind_a_sync(store)
-    first = service.start_act(ticket, ["C1"], "check_in")
-    again = service.start_act(ticket, ["C1"], "check_in")  # a double tap: the same answer
-    other = service.start_act(ticket, ["C3"], "check_in")
-    refused(other.result(5), R.BAD_TICKET)
-    release.set()
-    thread.join(5)
+    with holding_the_writer(store):
+        first = service.start_act(ticket, ["C1"], "check_in")
+        again = service.start_act(ticket, ["C1"], "check_in")  # a double tap: the same answer
+        other = service.start_act(ticket, ["C3"], "check_in")
+        refused(other.result(5), R.BAD_TICKET)
     assert again is first
     assert len(recorded(first.result(5))) == 1
     assert counts(store)["attendance_events"] == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from edge.group_commit import GroupCommitLoop
 from edge.store import Store
+from tests.dbenv import holding_the_writer
 
 
 @pytest.fixture
@@ -55,21 +55,10 @@ def rows(store: Store) -> list[str]:
 def queued_behind_a_writer(store: Store, writer: GroupCommitLoop, values: list[str]) -> list[Any]:
     """Submits ``values`` while another writer holds the store, so they gather into one batch
     (the first goes alone: the writer had already taken it when it found the store busy)."""
-    held, release = threading.Event(), threading.Event()
-
-    def other() -> None:
-        with store.transaction():
-            held.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    held.wait(5)
-    first = writer.submit(insert("first"), str.upper)
-    time.sleep(0.05)  # the writer has (most likely) taken "first" and waits for the store
-    futures = [writer.submit(insert(value), str.upper) for value in values]
-    release.set()
-    thread.join(5)
+    with holding_the_writer(store):
+        first = writer.submit(insert("first"), str.upper)
+        time.sleep(0.05)  # the writer has (most likely) taken "first" and waits for the store
+        futures = [writer.submit(insert(value), str.upper) for value in values]
     return [first, *futures]
 
 
