@@ -88,3 +88,12 @@ def make_service(
         lockout=lockout,
         **kw,
     )
+
+
+def act_over_http(client: Any, action: str, who: str = "P1", children: tuple[str, ...] = ("C1",)) -> Any:
+    """Identify by PIN at the station, then act: the identify's answer when it is refused."""
+    found = client.post("/api/v1/identify", json={"station_id": STATION, "method": "pin", "secret": PINS[who]})
+    if found.status_code != 200:
+        return found
+    body = {"ticket": found.json()["ticket"], "children": list(children), "action": action}
+    return client.post("/api/v1/attendance", json=body)

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,7 +20,7 @@ from kiosk_ui.app import create_app
 from kiosk_ui.cli import build_services
 from kiosk_ui.services import Services
 from tests.dbenv import clean_env
-from tests.door import PINS, STATION, apply
+from tests.door import act_over_http, apply
 from tests.faults.mounts import bind, integrity, read_only
 from tests.faults.rows import all_rows, roster_digest
 
@@ -65,27 +64,18 @@ def test_serve_on_a_read_only_directory_says_so_and_exits(data_dir: Path) -> Non
     assert roster_digest(db_file) == roster
 
 
-def _act(client: TestClient, action: str) -> Any:
-    found = client.post("/api/v1/identify", json={"station_id": STATION, "method": "pin", "secret": PINS["P1"]})
-    if found.status_code != 200:
-        return found
-    return client.post(
-        "/api/v1/attendance", json={"ticket": found.json()["ticket"], "children": ["C1"], "action": action}
-    )
-
-
 def test_a_directory_turned_read_only_under_a_running_hub(data_dir: Path) -> None:
     services = _built(data_dir)
     db_file = Path(services.store.engine.url.database or "")
     try:
         with TestClient(create_app(services)) as client:
-            assert _act(client, "check_in").status_code == 200
+            assert act_over_http(client, "check_in").status_code == 200
             events = all_rows(db_file, "attendance_events")
             # The kernel remounts a failing card read-only under open files; mount(8) refuses
             # while files are open for writing, so the pool's connections are closed first.
             services.store.engine.dispose()
             read_only(data_dir)
-            refused = _act(client, "check_out")
+            refused = act_over_http(client, "check_out")
             assert refused.status_code == 503
             assert refused.json()["reason"] == "storage_read_only"
             assert "tell staff" in refused.json()["message"]
@@ -94,6 +84,6 @@ def test_a_directory_turned_read_only_under_a_running_hub(data_dir: Path) -> Non
             read_only(data_dir, ro=False)
             assert integrity(db_file) == "ok"
             assert all_rows(db_file, "attendance_events") == events
-            assert _act(client, "check_out").status_code == 200  # no restart needed
+            assert act_over_http(client, "check_out").status_code == 200  # no restart needed
     finally:
         services.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +18,7 @@ from edge.models import AttendanceEvent
 from kiosk_ui.app import create_app
 from kiosk_ui.cli import build_services
 from kiosk_ui.services import Services
-from tests.door import PINS, STATION, apply
+from tests.door import act_over_http, apply
 
 pytestmark = pytest.mark.postgres_only
 
@@ -50,15 +49,6 @@ def read_only(db_url: str, on: bool = True) -> None:
         admin.dispose()
 
 
-def _act(client: TestClient, action: str) -> Any:
-    found = client.post("/api/v1/identify", json={"station_id": STATION, "method": "pin", "secret": PINS["P1"]})
-    if found.status_code != 200:
-        return found
-    return client.post(
-        "/api/v1/attendance", json={"ticket": found.json()["ticket"], "children": ["C1"], "action": action}
-    )
-
-
 def _events(services: Services) -> list[str]:
     with services.store.read() as session:
         return list(session.scalars(select(AttendanceEvent.id).order_by(AttendanceEvent.id)))
@@ -67,14 +57,14 @@ def _events(services: Services) -> list[str]:
 def test_a_database_turned_read_only_under_a_running_hub(services: Services, db_url: str) -> None:
     assert services.store.engine.dialect.name == "postgresql"
     with TestClient(create_app(services)) as client:
-        assert _act(client, "check_in").status_code == 200
+        assert act_over_http(client, "check_in").status_code == 200
         events = _events(services)
         read_only(db_url)
-        refused = _act(client, "check_out")
+        refused = act_over_http(client, "check_out")
         assert refused.status_code == 503, refused.text
         assert refused.json()["reason"] == "storage_read_only"
         assert "tell staff" in refused.json()["message"]
         assert _events(services) == events  # reads still work, and nothing was written
         read_only(db_url, on=False)
-        assert _act(client, "check_out").status_code == 200  # no restart needed
+        assert act_over_http(client, "check_out").status_code == 200  # no restart needed
         assert len(_events(services)) == len(events) + 1
