@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from edge.models import Alert, AuditEntry, AuditOutcome
 from edge.policy import Decision, RefusalReason
+from edge.prepared import Db, Prepared
 
 AUDIT_TABLE = cast(Table, AuditEntry.__table__)
 ALERT_TABLE = cast(Table, Alert.__table__)
-_INSERT_AUDIT = insert(AUDIT_TABLE)
+_INSERT_AUDIT = Prepared(insert(AUDIT_TABLE))
 
 ALERT_RESTRICTED = "restricted_pickup"
 ALERT_LOCKOUT = "pin_lockout"
@@ -57,14 +58,14 @@ def decision_detail(decision: Decision, **extra: Any) -> dict[str, Any]:
     return {"role": decision.role, **extra}
 
 
-def append(rows: list[dict[str, Any]], *, session: Session) -> None:
+def append(rows: list[dict[str, Any]], *, db: Db) -> None:
     if rows:
-        session.connection().execute(_INSERT_AUDIT, rows)
+        _INSERT_AUDIT.run(db, rows)
 
 
 def raise_alert(
     *,
-    session: Session,
+    db: Db,
     at: dt.datetime,
     kind: str,
     message: str,
@@ -72,7 +73,7 @@ def raise_alert(
     person_id: str | None = None,
     child_id: str | None = None,
 ) -> int:
-    result = session.execute(
+    result = db.execute(
         insert(ALERT_TABLE)
         .values(at=at, kind=kind, message=message, station_id=station_id, person_id=person_id, child_id=child_id)
         .returning(ALERT_TABLE.c.id)

@@ -156,7 +156,7 @@ class BadgeService:
                         detail={"badge_id": badge_id, "kid": self.key.kid, "expires_at": expires.isoformat()},
                     )
                 ],
-                session=session,
+                db=session,
             )
             name, center = person.name, school.name if school is not None else ""
         log.info("badge %s issued to %s", badge_id, person_id)
@@ -187,7 +187,7 @@ class BadgeService:
                         detail={"badge_ids": ids},
                     )
                 ],
-                session=session,
+                db=session,
             )
         log.info("%d badge(s) of %s revoked", len(ids), person_id)
         return len(ids)

@@ -22,8 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Table, bindparam, insert, update
 
 from edge import audit, const, facts
 from edge.attendance import event_payload, subject_key, utc_iso_ms
@@ -67,6 +66,7 @@ from edge.policy import (
     decide,
     natural_action,
 )
+from edge.prepared import Prepared
 from edge.store import Store
 from edge.tickets import Ticket, TicketStore
 
@@ -77,17 +77,19 @@ Clock = Callable[[], dt.datetime]
 EVENTS = cast(Table, AttendanceEvent.__table__)
 OUTBOX = cast(Table, OutboxEntry.__table__)
 PRESENCE = facts.PRESENCE
-# Built once: SQLAlchemy memoizes a statement's cache key, so each check-in skips rebuilding them.
-_INSERT_EVENT = insert(EVENTS)
-_INSERT_OUTBOX = insert(OUTBOX)
-_INSERT_PRESENCE = insert(PRESENCE).values(
-    subject_kind=bindparam("kind"),
-    subject_id=bindparam("sid"),
-    present=bindparam("present"),
-    since=bindparam("since"),
-    event_id=bindparam("eid"),
+# Prepared once (edge.prepared): each check-in runs them on the driver's cursor.
+_INSERT_EVENT = Prepared(insert(EVENTS))
+_INSERT_OUTBOX = Prepared(insert(OUTBOX))
+_INSERT_PRESENCE = Prepared(
+    insert(PRESENCE).values(
+        subject_kind=bindparam("kind"),
+        subject_id=bindparam("sid"),
+        present=bindparam("present"),
+        since=bindparam("since"),
+        event_id=bindparam("eid"),
+    )
 )
-_UPDATE_PRESENCE = (
+_UPDATE_PRESENCE = Prepared(
     update(PRESENCE)
     .where(PRESENCE.c.subject_kind == bindparam("kind"), PRESENCE.c.subject_id == bindparam("sid"))
     .values(present=bindparam("present"), since=bindparam("since"), event_id=bindparam("eid"))
@@ -204,12 +206,12 @@ class CheckinService:
             return Refusal(RefusalReason.LOCKED, retry_after_s=retry_after)
         if not is_valid_pin(pin):
             return self._wrong_pin(station_id)
-        with self.store.read() as session:
-            holders = facts.pin_holders(self.hasher.digest(pin), session=session)
+        with self.store.reading() as conn:
+            holders = facts.pin_holders(self.hasher.digest(pin), db=conn)
             active = [holder.actor for holder in holders if holder.actor.active]
             ambiguous = len(active) > 1 or any(holder.pin_state is PinState.AMBIGUOUS for holder in holders)
             if len(active) == 1 and not ambiguous:
-                return self._identified(station_id, active[0], Method.PIN, session)
+                return self._identified(station_id, active[0], Method.PIN, conn)
         # Refusals write their audit row after the read has ended.
         if not holders:
             return self._wrong_pin(station_id)
@@ -243,11 +245,11 @@ class CheckinService:
             if self._first_token_refusal(station_id, text):
                 return self._refuse_identify(station_id, Method.QR, verdict, rule)
             return Refusal(verdict)
-        with self.store.read() as session:
-            actor = facts.person_actor(verdict, session=session)
+        with self.store.reading() as conn:
+            actor = facts.person_actor(verdict, db=conn)
             admitted = admit(actor, Method.QR) if actor is not None else None
             if actor is not None and admitted is not None and admitted.allowed:
-                found = self._identified(station_id, actor, Method.QR, session)
+                found = self._identified(station_id, actor, Method.QR, conn)
         if actor is not None and admitted is not None and admitted.allowed:
             # The scanner is not the screen: the kiosk at this door shows who was scanned, with
             # the ticket to act on; private, so only that station's stream receives it.
@@ -266,16 +268,16 @@ class CheckinService:
             station_id, Method.QR, admitted.reason, admitted.rule, actor=actor, role=admitted.role
         )
 
-    def _identified(self, station_id: str, actor: Actor, method: Method, session: Session) -> Identification:
+    def _identified(self, station_id: str, actor: Actor, method: Method, conn: Connection) -> Identification:
         """Success writes nothing: the decision is audited when the person acts."""
         ticket = self.tickets.issue(station_id, actor, method)
         person = PersonView(actor.id, actor.name, actor.kind)
         if actor.kind is ActorKind.STAFF:
-            presence = facts.staff_presence(actor.id, session=session)
+            presence = facts.staff_presence(actor.id, db=conn)
             clock = ClockView(presence.present, presence.since if presence.present else None)
             return Identification(ticket.token, person, (), clock)
         children = []
-        for child, _presence in facts.children_of(actor.id, session=session).values():
+        for child, _presence in facts.children_of(actor.id, db=conn).values():
             # A child the person may not take is not listed (restricted, withdrawn, no room);
             # acting on one anyway is refused (and a restriction alerts staff).
             if child.relation in (None, LinkRelation.RESTRICTED) or not child.active or not child.room:
@@ -313,8 +315,8 @@ class CheckinService:
             actor_id=actor.id if actor else None,
             detail=extra or None,
         )
-        with self.store.transaction() as session:
-            audit.append([row], session=session)
+        with self.store.writing() as conn:
+            audit.append([row], db=conn)
         log.info("identify refused at %s: %s (%s)", station_id, reason.value, method.value)
         return Refusal(reason)
 
@@ -354,11 +356,13 @@ class CheckinService:
                 ticket.answer = claimed = self._record(
                     ticket.actor, ticket.method, ticket.station_id, child_ids, action, announce=True
                 )
+            elif ticket.used_for == key and ticket.recorded is not None:
+                return _answered(ticket.recorded)  # a double tap: the same answer, nothing new written
             elif ticket.used_for == key and ticket.answer is not None:
-                return ticket.answer  # a double tap: the same answer, nothing new written
+                return ticket.answer  # a double tap while the first is being written: its answer
         if claimed is not None:
             # Outside the lock: the callback runs at once (taking the lock) if the answer is in.
-            claimed.add_done_callback(lambda answer: _unclaim_unless_recorded(ticket, answer))
+            claimed.add_done_callback(lambda answer: _settle(ticket, answer))
             return claimed
         refusal = self._bad_ticket(ticket, child_ids, action, "already used for other children or action")
         self._announce(ticket.station_id, ticket.method, refusal, action)
@@ -374,8 +378,8 @@ class CheckinService:
     ) -> Recorded | Refusal:
         """Act for a person proven some other way (the phone app on site: the geofence issue's hook)."""
         method = Method(method)
-        with self.store.read() as session:
-            actor = facts.person_actor(person_id, session=session)
+        with self.store.reading() as conn:
+            actor = facts.person_actor(person_id, db=conn)
         if actor is None:
             refusal = self._refuse_identify(
                 station_id, method, RefusalReason.NOT_AUTHORIZED, Rule.NO_LINK, detail={"person_id": person_id}
@@ -411,8 +415,8 @@ class CheckinService:
         if account_name is not None:
             actor: Actor | None = Actor(ActorKind.STAFF, staff_actor_id, account_name)
         else:
-            with self.store.read() as session:
-                actor = facts.teacher_actor(staff_actor_id, session=session)
+            with self.store.reading() as conn:
+                actor = facts.teacher_actor(staff_actor_id, db=conn)
         if actor is None:
             row = audit.audit_row(
                 at=self.clock(),
@@ -424,8 +428,8 @@ class CheckinService:
                 actor_id=staff_actor_id,
                 child_id=child_id,
             )
-            with self.store.transaction() as session:
-                audit.append([row], session=session)
+            with self.store.writing() as conn:
+                audit.append([row], db=conn)
             return Refusal(RefusalReason.NOT_AUTHORIZED)
         reason = reason.strip()[: const.OVERRIDE_REASON_MAX_CHARS]
         return self._record(
@@ -464,8 +468,8 @@ class CheckinService:
             child_id=child_ids[0] if len(child_ids) == 1 else None,
             detail={"children": child_ids} if len(child_ids) > 1 else None,
         )
-        with self.store.transaction() as session:
-            audit.append([row], session=session)
+        with self.store.writing() as conn:
+            audit.append([row], db=conn)
         return Refusal(RefusalReason.BAD_TICKET)
 
     def _record(
@@ -483,9 +487,9 @@ class CheckinService:
         """Decides and writes in the door writer's next commit; the future's answer comes after it."""
         synced = self.clock_check.synced()  # cached, and outside the writer's lock
 
-        def write(session: Session) -> _Written:
+        def write(conn: Connection) -> _Written:
             act = _Act(
-                facts.current_actor(actor, session=session) if roster_actor else actor,
+                facts.current_actor(actor, db=conn) if roster_actor else actor,
                 method,
                 station_id,
                 action,
@@ -496,7 +500,7 @@ class CheckinService:
             written = _Written(act)
             request = Request(method, action, act.override_reason)
             decided: list[tuple[int, _Subject, Decision]] = []
-            for index, subject in enumerate(self._subjects(act.actor, child_ids, action, session)):
+            for index, subject in enumerate(self._subjects(act.actor, child_ids, action, conn)):
                 decision = decide(request, subject.facts)
                 repeat = self._repeat(act, subject, decision)
                 if repeat is not None:
@@ -505,12 +509,12 @@ class CheckinService:
                     decided.append((index, subject, decision))
             written.refused = [(subject, decision) for _i, subject, decision in decided if not decision.allowed]
             if written.refused:
-                audit.append([act.audit(subject, decision) for subject, decision in written.refused], session=session)
+                audit.append([act.audit(subject, decision) for subject, decision in written.refused], db=conn)
                 written.alerts = [
-                    act.restricted_alert(session, subject) for subject, decision in written.refused if decision.alert
+                    act.restricted_alert(conn, subject) for subject, decision in written.refused if decision.alert
                 ]
             elif decided:
-                written.new = self._write(session, act, decided)
+                written.new = self._write(conn, act, decided)
             return written
 
         def committed(written: _Written) -> Recorded | Refusal:
@@ -544,14 +548,14 @@ class CheckinService:
         return Refusal(decision.reason, context)
 
     @staticmethod
-    def _subjects(actor: Actor, child_ids: list[str], action: Action, session: Session) -> list[_Subject]:
+    def _subjects(actor: Actor, child_ids: list[str], action: Action, conn: Connection) -> list[_Subject]:
         if action in CLOCK_ACTIONS and not child_ids:
-            presence = facts.staff_presence(actor.id, session=session)
+            presence = facts.staff_presence(actor.id, db=conn)
             return [_Subject(SubjectKind.STAFF, actor.id, actor.name, Facts(actor, None, presence.present), presence)]
         if not child_ids:  # a check-in or out naming no child: the policy refuses it
             return [_Subject(SubjectKind.CHILD, None, "", Facts(actor), facts.NO_PRESENCE)]
         link_owner = None if actor.kind is ActorKind.STAFF else actor.id
-        loaded = facts.child_facts(child_ids, link_owner, session=session)
+        loaded = facts.child_facts(child_ids, link_owner, db=conn)
         subjects = []
         for child_id in child_ids:
             if child_id in loaded:
@@ -577,7 +581,7 @@ class CheckinService:
         )  # fmt: skip
 
     @staticmethod
-    def _write(session: Session, act: _Act, decided: list[tuple[int, _Subject, Decision]]) -> dict[int, RecordedEvent]:
+    def _write(conn: Connection, act: _Act, decided: list[tuple[int, _Subject, Decision]]) -> dict[int, RecordedEvent]:
         """Events, presence, outbox and audit rows: all inside the caller's one transaction."""
         present = act.action in (Action.CHECK_IN, Action.CLOCK_IN)
         events, outbox, audits = [], [], []
@@ -613,14 +617,13 @@ class CheckinService:
             recorded[index] = RecordedEvent(
                 values["id"], subject.kind, subject.id, subject.name, act.action, act.now, act.method, act.station_id
             )
-        conn = session.connection()
-        conn.execute(_INSERT_EVENT, events)
+        _INSERT_EVENT.run(conn, events)
         for index, subject, _decision in decided:
             row = {"kind": subject.kind, "sid": subject.id, "present": present, "since": act.now}
             row["eid"] = recorded[index].event_id
-            conn.execute(_UPDATE_PRESENCE if subject.presence.has_row else _INSERT_PRESENCE, row)
-        conn.execute(_INSERT_OUTBOX, outbox)
-        audit.append(audits, session=session)
+            (_UPDATE_PRESENCE if subject.presence.has_row else _INSERT_PRESENCE).run(conn, row)
+        _INSERT_OUTBOX.run(conn, outbox)
+        audit.append(audits, db=conn)
         return recorded
 
 
@@ -635,12 +638,20 @@ class _Written:
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _unclaim_unless_recorded(ticket: Ticket, answer: Future[Recorded | Refusal]) -> None:
-    """A refused or failed act does not spend its ticket: the person may choose again, or retry."""
-    if answer.exception() is None and not isinstance(answer.result(), Refusal):
-        return
+def _settle(ticket: Ticket, answer: Future[Recorded | Refusal]) -> None:
+    """A refused or failed act does not spend its ticket: the person may choose again, or retry.
+
+    A recorded one keeps its result for a double tap, and lets the future go: a future holds a
+    condition, a lock and its waiters, and at the door's peak thousands of used tickets are open
+    at once, each object of them for the garbage collector to walk (docs/door.md)."""
+    result = answer.result() if answer.exception() is None else None
     with ticket.lock:
-        if ticket.answer is answer:
+        if ticket.answer is not answer:
+            return
+        if result is not None and not isinstance(result, Refusal):
+            ticket.recorded = result
+            ticket.answer = None
+        else:
             ticket.used_for = ticket.answer = None
 
 
@@ -678,14 +689,14 @@ class _Act:
             detail=audit.decision_detail(decision, **extra),
         )
 
-    def restricted_alert(self, session: Session, subject: _Subject) -> dict[str, Any]:
+    def restricted_alert(self, conn: Connection, subject: _Subject) -> dict[str, Any]:
         actor = self.actor
         message = (
             f"{actor.name} ({actor.id}) is restricted for {subject.name} and tried to "
             f"{_VERB[self.action]} {subject.name} at {self.station_id}"
         )
         alert_id = audit.raise_alert(
-            session=session,
+            db=conn,
             at=self.now,
             kind=audit.ALERT_RESTRICTED,
             message=message,

@@ -332,7 +332,7 @@ class DiskWatch:
         message = storage_message(problem)
         try:
             with self.store.transaction() as session:
-                alert_id = audit.raise_alert(session=session, at=self.clock(), kind=ALERT_STORAGE, message=message)
+                alert_id = audit.raise_alert(db=session, at=self.clock(), kind=ALERT_STORAGE, message=message)
         except Exception as exc:
             if storage_fault(exc, self.data_dir) is None:
                 log.exception("could not record the storage fault")
@@ -360,7 +360,7 @@ class DiskWatch:
             "free space (old backups, a bigger SD card) before it runs out."
         )
         with self.store.transaction() as session:
-            alert_id = audit.raise_alert(session=session, at=self.clock(), kind=ALERT_LOW_DISK, message=message)
+            alert_id = audit.raise_alert(db=session, at=self.clock(), kind=ALERT_LOW_DISK, message=message)
         if self.events is not None:
             self.events.publish(
                 "alert", {"alert_id": alert_id, "kind": ALERT_LOW_DISK, "message": message, "disk": status.as_json()}

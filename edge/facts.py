@@ -1,10 +1,10 @@
 """Loading what the policy decides on: people by PIN or id, children with their rooms, links and
 presence, and the last event of each (for the double-tap window).
 
-The door's hot path, so: Core statements built once at import (SQLAlchemy memoizes their cache
-keys, so each run skips building and keying the SQL), run on the session's connection (no ORM
-execution machinery), each an indexed lookup. Functions take the session as a keyword and
-never commit; the caller owns the transaction.
+The door's hot path, so: Core statements built once at import and prepared (edge.prepared: on
+SQLite, compiled once and run on the driver's cursor), each an indexed lookup. Functions take
+the transaction's session or connection as a keyword (``db``) and never commit; the caller owns
+the transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, literal, select, union_all
-from sqlalchemy.orm import Session
 
 from edge.models import (
     Action,
@@ -33,6 +32,7 @@ from edge.models import (
     Teacher,
 )
 from edge.policy import Actor, ChildFacts
+from edge.prepared import Db, Prepared
 
 PERSONS = cast(Table, Person.__table__)
 TEACHERS = cast(Table, Teacher.__table__)
@@ -57,29 +57,33 @@ _PRESENCE_COLUMNS = (
 )
 
 # Persons and teachers holding a PIN digest, in one round trip. The role is NULL for a teacher.
-_PIN_HOLDERS = union_all(
-    select(
-        PERSONS.c.id,
-        PERSONS.c.first_name,
-        PERSONS.c.last_name,
-        PERSONS.c.role,
-        PERSONS.c.active,
-        PERSONS.c.pin_state,
-    ).where(PERSONS.c.pin_hmac == bindparam("digest")),
-    select(
-        TEACHERS.c.id,
-        TEACHERS.c.first_name,
-        TEACHERS.c.last_name,
-        literal(None).label("role"),
-        TEACHERS.c.active,
-        TEACHERS.c.pin_state,
-    ).where(TEACHERS.c.pin_hmac == bindparam("digest")),
+_PIN_HOLDERS = Prepared(
+    union_all(
+        select(
+            PERSONS.c.id,
+            PERSONS.c.first_name,
+            PERSONS.c.last_name,
+            PERSONS.c.role,
+            PERSONS.c.active,
+            PERSONS.c.pin_state,
+        ).where(PERSONS.c.pin_hmac == bindparam("digest")),
+        select(
+            TEACHERS.c.id,
+            TEACHERS.c.first_name,
+            TEACHERS.c.last_name,
+            literal(None).label("role"),
+            TEACHERS.c.active,
+            TEACHERS.c.pin_state,
+        ).where(TEACHERS.c.pin_hmac == bindparam("digest")),
+    )
 )
-_PERSON = select(PERSONS.c.first_name, PERSONS.c.last_name, PERSONS.c.role, PERSONS.c.active).where(
-    PERSONS.c.id == bindparam("id")
+_PERSON = Prepared(
+    select(PERSONS.c.first_name, PERSONS.c.last_name, PERSONS.c.role, PERSONS.c.active).where(
+        PERSONS.c.id == bindparam("id")
+    )
 )
-_TEACHER = select(TEACHERS.c.first_name, TEACHERS.c.last_name, TEACHERS.c.active).where(
-    TEACHERS.c.id == bindparam("id")
+_TEACHER = Prepared(
+    select(TEACHERS.c.first_name, TEACHERS.c.last_name, TEACHERS.c.active).where(TEACHERS.c.id == bindparam("id"))
 )
 
 
@@ -110,9 +114,9 @@ def _children_query(by_person: bool) -> Any:
     return query if by_person else query.where(CHILDREN.c.id == bindparam("id"))
 
 
-_CHILDREN_OF_PERSON = _children_query(by_person=True)
-_CHILDREN_BY_ID = _children_query(by_person=False)
-_STAFF_PRESENCE = (
+_CHILDREN_OF_PERSON = Prepared(_children_query(by_person=True))
+_CHILDREN_BY_ID = Prepared(_children_query(by_person=False))
+_STAFF_PRESENCE = Prepared(
     select(*_PRESENCE_COLUMNS)
     .select_from(PRESENCE.outerjoin(EVENTS, EVENTS.c.id == PRESENCE.c.event_id))
     .where(PRESENCE.c.subject_kind == SubjectKind.STAFF, PRESENCE.c.subject_id == bindparam("id"))
@@ -152,10 +156,10 @@ def _name(first: str | None, last: str | None) -> str:
     return f"{first or ''} {last or ''}".strip()
 
 
-def pin_holders(digest: str, *, session: Session) -> list[PinHolder]:
+def pin_holders(digest: str, *, db: Db) -> list[PinHolder]:
     """Everyone, person or teacher, active or not, whose PIN has this digest."""
     holders = []
-    for row in session.connection().execute(_PIN_HOLDERS, {"digest": digest}):
+    for row in _PIN_HOLDERS.rows(db, {"digest": digest}):
         state = PinState(row.pin_state)
         if state is PinState.NONE:
             continue
@@ -164,49 +168,46 @@ def pin_holders(digest: str, *, session: Session) -> list[PinHolder]:
     return holders
 
 
-def person_actor(person_id: str, *, session: Session) -> Actor | None:
-    row = session.connection().execute(_PERSON, {"id": person_id}).first()
+def person_actor(person_id: str, *, db: Db) -> Actor | None:
+    row = _PERSON.first(db, {"id": person_id})
     if row is None:
         return None
     return Actor(ActorKind(row.role.value), person_id, _name(row.first_name, row.last_name), row.active)
 
 
-def teacher_actor(teacher_id: str, *, session: Session) -> Actor | None:
-    row = session.connection().execute(_TEACHER, {"id": teacher_id}).first()
+def teacher_actor(teacher_id: str, *, db: Db) -> Actor | None:
+    row = _TEACHER.first(db, {"id": teacher_id})
     if row is None:
         return None
     return Actor(ActorKind.STAFF, teacher_id, _name(row.first_name, row.last_name), row.active)
 
 
-def current_actor(actor: Actor, *, session: Session) -> Actor:
+def current_actor(actor: Actor, *, db: Db) -> Actor:
     """The actor as the roster holds them now (a sync may have deactivated them since identify)."""
-    loaded = (teacher_actor if actor.kind is ActorKind.STAFF else person_actor)(actor.id, session=session)
+    loaded = (teacher_actor if actor.kind is ActorKind.STAFF else person_actor)(actor.id, db=db)
     return loaded if loaded is not None else Actor(actor.kind, actor.id, actor.name, active=False)
 
 
-def children_of(person_id: str, *, session: Session) -> dict[str, tuple[ChildFacts, PresenceFacts]]:
+def children_of(person_id: str, *, db: Db) -> dict[str, tuple[ChildFacts, PresenceFacts]]:
     """Every child the person has any link to (restricted ones too), with the facts about each."""
-    rows = session.connection().execute(_CHILDREN_OF_PERSON, {"person": person_id})
+    rows = _CHILDREN_OF_PERSON.rows(db, {"person": person_id})
     return _fold(rows)
 
 
 def child_facts(
-    child_ids: Sequence[str], actor_id: str | None, *, session: Session
+    child_ids: Sequence[str], actor_id: str | None, *, db: Db
 ) -> dict[str, tuple[ChildFacts, PresenceFacts]]:
     """Facts of each known child (unknown ids are left out), with ``actor_id``'s link to it."""
     if not child_ids:
         return {}
-    conn = session.connection()
     rows = [
-        row
-        for child_id in child_ids
-        for row in conn.execute(_CHILDREN_BY_ID, {"id": child_id, "person": actor_id or ""})
+        row for child_id in child_ids for row in _CHILDREN_BY_ID.rows(db, {"id": child_id, "person": actor_id or ""})
     ]
     return _fold(rows)
 
 
-def staff_presence(teacher_id: str, *, session: Session) -> PresenceFacts:
-    row = session.connection().execute(_STAFF_PRESENCE, {"id": teacher_id}).first()
+def staff_presence(teacher_id: str, *, db: Db) -> PresenceFacts:
+    row = _STAFF_PRESENCE.first(db, {"id": teacher_id})
     return NO_PRESENCE if row is None else _presence(row)
 
 

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from edge import const
 from edge.store import Store
@@ -34,7 +34,7 @@ R = TypeVar("R")
 
 @dataclass
 class _Job(Generic[T, R]):
-    write: Callable[[Session], T]
+    write: Callable[[Connection], T]
     then: Callable[[T], R]  # after the commit: what the caller is answered with
     future: Future[R] = field(default_factory=Future)
     written: T | None = None
@@ -57,8 +57,8 @@ class GroupCommitLoop:
         # True while this loop holds the store's writer: a short hold, unlike a roster sync's.
         self.committing = False
 
-    def submit(self, write: Callable[[Session], T], then: Callable[[T], R]) -> Future[R]:
-        """``write(session)`` inside the next batch's transaction; the future holds ``then(result)``,
+    def submit(self, write: Callable[[Connection], T], then: Callable[[T], R]) -> Future[R]:
+        """``write(connection)`` inside the next batch's transaction; the future holds ``then(result)``,
         set once the batch is durable (or the exception either raised, or the commit's)."""
         if self._closed:
             raise RuntimeError("the door's writer is closed")
@@ -106,17 +106,15 @@ class GroupCommitLoop:
 
     def _commit(self, batch: list[_Job[Any, Any]]) -> None:
         try:
-            with self.store.transaction() as session:
+            with self.store.writing() as conn:
                 self.committing = True
                 for job in batch:
                     if len(batch) == 1:  # alone: its failure rolls the transaction back anyway
-                        job.written = job.write(session)
+                        job.written = job.write(conn)
                         continue
                     try:
-                        # A Core savepoint: the door's writes are Core statements, and the ORM's
-                        # nested transaction costs several times as much per act.
-                        with session.connection().begin_nested():
-                            job.written = job.write(session)
+                        with conn.begin_nested():
+                            job.written = job.write(conn)
                     except Exception as exc:  # this act only; the others still commit
                         job.failed = exc
         except BaseException as exc:  # the commit itself (a full disk, say): nothing of the batch holds

@@ -154,7 +154,7 @@ class PinLockout:
                             actor_id=by,
                         )
                     ],
-                    session=session,
+                    db=session,
                 )
         if locked:
             log.warning("station %s unlocked by %s", station_id, by)
@@ -186,7 +186,7 @@ class PinLockout:
             else:
                 row.locked_until, row.lockouts, row.updated_at = state.locked_until, state.lockouts, now
             alert_id = audit.raise_alert(
-                session=session, at=now, kind=audit.ALERT_LOCKOUT, message=message, station_id=station_id
+                db=session, at=now, kind=audit.ALERT_LOCKOUT, message=message, station_id=station_id
             )
             audit.append(
                 [
@@ -200,7 +200,7 @@ class PinLockout:
                         detail={"locked_until": state.locked_until.isoformat(), "lockouts": state.lockouts},
                     )
                 ],
-                session=session,
+                db=session,
             )
         log.warning("station %s locked for %.0f s (lockout %d)", station_id, seconds, state.lockouts)
         self.events.publish(

@@ -698,7 +698,7 @@ class PingService:
         # The geofence's own codes are not station-API RefusalReasons: set them on the row as is.
         row.update(outcome=AuditOutcome.REFUSED, reason=reason.value)
         with self.store.transaction() as session:
-            audit.append([row], session=session)
+            audit.append([row], db=session)
         self.events.publish(
             "refusal",
             {"reason": reason.value, "method": Method.GEOFENCE.value, "action": request.action.value},
@@ -731,7 +731,7 @@ class PingService:
 
     def _children(self, person_id: str) -> tuple[ArrivalChild, ...]:
         with self.store.read() as session:
-            loaded = facts.children_of(person_id, session=session)
+            loaded = facts.children_of(person_id, db=session)
         takes = [
             ArrivalChild(child.id, child.name, child.room, child.present)
             for child, _presence in loaded.values()

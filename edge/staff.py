@@ -312,7 +312,7 @@ class StaffAccounts:
                         detail={"client": client},
                     )
                 ],
-                session=session,
+                db=session,
             )
         log.warning("%s", message)
 

@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from edge import const
 
@@ -117,15 +117,24 @@ def make_engine(url: str) -> Engine:
 
 
 class Store:
-    """Sessions for reading, and the one writer's transaction."""
+    """Sessions for reading, and the one writer's transaction.
+
+    ``reading()`` and ``writing()`` give the transaction's connection without an ORM session: the
+    door's reads and writes are Core statements, and a session costs them more than the
+    statements do (docs/door.md, "Where the time goes"). SQLite's writer keeps its connection
+    open from one transaction to the next (used only under the writer lock); PostgreSQL's goes
+    through the pool, which checks each connection is alive (a server restarts, or ends sessions).
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._write_lock = threading.Lock()
-        reads = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="REPEATABLE READ")
-        self._read = sessionmaker(reads, expire_on_commit=False)
-        self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+        self._reads = (
+            self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="REPEATABLE READ")
+        )
+        self._pg_writes = self.engine.execution_options(write=True)
+        self._writer: Connection | None = None  # SQLite's, opened by the first write
 
     @property
     def is_sqlite(self) -> bool:
@@ -140,16 +149,58 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """The one writer: commit on success, roll back on any exception."""
-        with self._write_lock, self._write() as session, session.begin():
+        with self.writing() as conn, _session(conn) as session:
             yield session
 
     @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """``transaction()`` without an ORM session: for writes that are Core statements alone."""
+        with self._write_lock:
+            if not self.is_sqlite:
+                with self._pg_writes.connect() as conn, conn.begin():
+                    yield conn
+                return
+            if self._writer is None:
+                self._writer = self.engine.connect().execution_options(write=True)
+            conn = self._writer
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                # A failed transaction may leave its connection mid-transaction (a commit refused
+                # by a full disk, say): the pool rolls its connections back on return, a kept one
+                # is not returned. So it is closed, and the next write opens another.
+                self._writer = None
+                conn.invalidate()
+                conn.close()
+                raise
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read() as session, session.begin():
+        with self.reading() as conn, _session(conn) as session:
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """``read()`` without an ORM session: one snapshot for Core statements alone."""
+        with self._reads.connect() as conn, conn.begin():
+            yield conn
+
     def close(self) -> None:
+        """Closes every connection, kept or pooled (it opens new ones if used again)."""
+        with self._write_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
         self.engine.dispose()
+
+
+@contextmanager
+def _session(conn: Connection) -> Iterator[Session]:
+    # Joins the connection's transaction: its commit flushes; the connection then commits (or, on
+    # an exception, rolls back).
+    with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+        yield session
 
 
 def _alembic_config(url: str) -> Any:

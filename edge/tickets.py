@@ -24,7 +24,7 @@ from edge.policy import Actor
 UseKey = tuple[frozenset[str], Action]
 
 
-@dataclass
+@dataclass(slots=True)
 class Ticket:
     token: str
     station_id: str
@@ -34,8 +34,10 @@ class Ticket:
     # Held while the ticket is claimed, so two taps arriving together are one act, not two.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     used_for: UseKey | None = None
-    # The claimed act's answer, once durable: a double tap waits for it and gets the same.
+    # The claimed act's answer while it is written: a double tap meanwhile waits for it.
     answer: Future[Recorded | Refusal] | None = field(default=None, repr=False)
+    # What it recorded, once durable: a double tap later gets the same.
+    recorded: Recorded | None = field(default=None, repr=False)
 
 
 class TicketStore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class StationCaller:
         return self.local or self.station_id == station_id
 
 
+@functools.lru_cache(maxsize=1024)  # a LAN's few callers, asked about on every station request
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 and IPv4-mapped loopback; FastAPI's TestClient calls itself "testclient"."""
     if host in ("testclient", "localhost"):

@@ -121,6 +121,12 @@ _FAULTS: dict[Lang, dict[StorageFault, str]] = {
 }
 
 
+def answer_language(accept_language: str | None) -> str:
+    """Spanish when the caller (a kiosk screen, a phone) asks for it first; English otherwise."""
+    first = (accept_language or "")[:200].split(",")[0].strip().lower()
+    return "es" if first.startswith("es") else "en"
+
+
 def fault_message(fault: StorageFault, lang: str = "en") -> str:
     """The sentence for a storage fault (the hub could not save), English unless ``es``."""
     return _FAULTS["es" if lang == "es" else "en"][fault]

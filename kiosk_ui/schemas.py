@@ -119,6 +119,18 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+class FieldErrorOut(BaseModel):
+    type: str = Field(description="pydantic's error type")
+    loc: list[str | int] = Field(description="Where: body, then the field")
+    msg: str
+
+
+class ValidationErrorOut(BaseModel):
+    """FastAPI's 422, without each error's input (kiosk_ui.validation_errors says why)."""
+
+    detail: list[FieldErrorOut]
+
+
 class FaultOut(BaseModel):
     reason: StorageFault = Field(description="Why the hub could not save; nothing was half written")
     message: str = Field(description="Plain words for the screen: what to do (tell staff)")
@@ -138,6 +150,7 @@ STATION_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 BODY_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut, "description": "The body is not JSON at all"},
+    422: {"model": ValidationErrorOut, "description": "The body is not the operation's JSON object"},
     413: {
         "description": "The body is larger than 16 KB",
         "content": {"text/plain": {"schema": {"type": "string"}}},

@@ -36,11 +36,6 @@ def note_storage_fault(services: Services, fault: StorageFault, where: str) -> N
         services.events.publish("alert", {"kind": ALERT_STORAGE, "fault": fault.value, "message": f"Staff: {message}"})
 
 
-def _lang(request: Request) -> str:
-    first = (request.headers.get("accept-language") or "").split(",")[0].strip().lower()
-    return "es" if first.startswith("es") else "en"
-
-
 async def storage_error(request: Request, exc: Exception) -> Response:
     services: Services = request.app.state.services
     db_path = services.store.engine.url.database if services.store.is_sqlite else None
@@ -48,7 +43,10 @@ async def storage_error(request: Request, exc: Exception) -> Response:
     if fault is None:
         raise exc
     note_storage_fault(services, fault, request.url.path)
-    body = {"reason": fault.value, "message": presenter.fault_message(fault, _lang(request))}
+    body = {
+        "reason": fault.value,
+        "message": presenter.fault_message(fault, presenter.answer_language(request.headers.get("accept-language"))),
+    }
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -37,13 +37,13 @@ from kiosk_ui.schemas import (
     StaffIdentified,
     StatusOut,
 )
+from kiosk_ui.services import Services
+from kiosk_ui.validation_errors import body_schema, json_body
 
 # The framework's own body cap (Content-Length checked first, then the bytes counted): the API's
 # bodies are a few hundred bytes, and a Pi must not buffer whatever a LAN device sends.
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(station_caller)], max_body_size=const.API_MAX_BODY_BYTES)
+router = APIRouter(prefix="/api/v1", max_body_size=const.API_MAX_BODY_BYTES)
 router.tags = ["station"]
-
-AcceptLanguage = Annotated[str | None, Header(max_length=200, include_in_schema=False)]
 
 T = TypeVar("T")
 
@@ -89,10 +89,8 @@ def door_runner(request: Request) -> DoorRunner:
     return runner
 
 
-def _lang(accept_language: str | None) -> str:
-    """Spanish when the screen asks for it first; English otherwise."""
-    first = (accept_language or "").split(",")[0].strip().lower()
-    return "es" if first.startswith("es") else "en"
+def _lang(request: Request) -> str:
+    return presenter.answer_language(request.headers.get("accept-language"))
 
 
 def refusal_response(refusal: Refusal, lang: str = "en") -> JSONResponse:
@@ -107,29 +105,28 @@ def refusal_response(refusal: Refusal, lang: str = "en") -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-# The door's answers go out as JSONResponse: FastAPI would otherwise validate each against its
-# response model and serialize it again, on every request of the hot path. The models still
-# publish the schema, and tests check the answers against it (tests/kiosk_ui/test_api.py).
+# The two door routes take the request and the caller alone, and read their body with json_body:
+# FastAPI's solved body and header parameters cost each request more than the identify itself
+# (docs/door.md, "Where the time goes"). Their answers go out as JSONResponse, without FastAPI's
+# second validation. The models still publish the schema, and tests check the answers against it
+# (tests/kiosk_ui/test_api.py).
 
 
 @router.post(
     "/identify",
     response_model=PersonIdentified | StaffIdentified,
     responses=REFUSAL_RESPONSES,
+    openapi_extra=body_schema(IdentifyRequest),
     summary="Who is at the station: a ticket, the person and the children they may take",
 )
-async def identify(
-    request: Request,
-    body: IdentifyRequest,
-    services: ServicesDep,
-    caller: StationDep,
-    accept_language: AcceptLanguage = None,
-) -> JSONResponse:
+async def identify(request: Request, caller: StationDep) -> JSONResponse:
+    body = await json_body(request, IdentifyRequest)
     if not caller.speaks_for(body.station_id):
         raise HTTPException(status_code=401, detail=f"This station token or screen is not {body.station_id}'s")
+    services: Services = request.app.state.services
     found = await door_runner(request).run(services.checkin.identify, body.station_id, body.method, body.secret)
     if isinstance(found, Refusal):
-        return refusal_response(found, _lang(accept_language))
+        return refusal_response(found, _lang(request))
     return JSONResponse(found.as_json())
 
 
@@ -137,22 +134,18 @@ async def identify(
     "/attendance",
     response_model=AttendanceOut,
     responses=REFUSAL_RESPONSES,
+    openapi_extra=body_schema(AttendanceRequest),
     summary="Check children in or out (or clock a teacher in or out) with a ticket",
 )
-async def attendance(
-    request: Request,
-    body: AttendanceRequest,
-    services: ServicesDep,
-    caller: StationDep,
-    accept_language: AcceptLanguage = None,
-) -> JSONResponse:
-    lang = _lang(accept_language)
+async def attendance(request: Request, caller: StationDep) -> JSONResponse:
+    body = await json_body(request, AttendanceRequest)
+    services: Services = request.app.state.services
     if not caller.local and services.checkin.ticket_station(body.ticket) != caller.station_id:
         # Another door's ticket is as good as no ticket here (a dictionary lookup: no hop needed).
-        return refusal_response(Refusal(RefusalReason.BAD_TICKET), lang)
+        return refusal_response(Refusal(RefusalReason.BAD_TICKET), _lang(request))
     result = await asyncio.wrap_future(services.checkin.start_act(body.ticket, body.children, body.action))
     if isinstance(result, Refusal):
-        return refusal_response(result, lang)
+        return refusal_response(result, _lang(request))
     return JSONResponse({"events": [event.as_json() for event in result]})
 
 
@@ -160,6 +153,7 @@ async def attendance(
     "/status",
     response_model=StatusOut,
     responses=STATION_RESPONSES,
+    dependencies=[Depends(station_caller)],
     summary="Whether the cloud is reachable and the clock is right",
 )
 async def status(services: ServicesDep) -> dict[str, Any]:

@@ -73,11 +73,6 @@ _MESSAGES: dict[str, dict[PingRefusal, str]] = {
 }
 
 
-def _lang(accept_language: str | None) -> str:
-    first = (accept_language or "")[:200].split(",")[0].strip().lower()
-    return "es" if first.startswith("es") else "en"
-
-
 def phone_message(reason: PingRefusal, lang: str = "en") -> str:
     return _MESSAGES["es" if lang == "es" else "en"][reason]
 
@@ -120,7 +115,7 @@ async def ping(request: Request) -> Response:
     except MalformedRequest as exc:
         return _malformed(exc)
     if isinstance(result, Refused):
-        return _refused(result, _lang(request.headers.get("accept-language")))
+        return _refused(result, presenter.answer_language(request.headers.get("accept-language")))
     return Response(_STATE_BODIES[result.state], media_type="application/json")
 
 
@@ -139,7 +134,7 @@ async def app_attendance(request: Request) -> dict[str, Any] | JSONResponse:
     except MalformedRequest as exc:
         return _malformed(exc)
     if isinstance(result, Refused | Refusal):
-        return _refused(result, _lang(request.headers.get("accept-language")))
+        return _refused(result, presenter.answer_language(request.headers.get("accept-language")))
     return {"events": [event.as_json() for event in result]}
 
 

@@ -35,6 +35,7 @@ from edge.models import (
 from edge.outcomes import Identification, Recorded, Refusal
 from edge.pins import PinHasher
 from edge.policy import RefusalReason, Rule
+from edge.prepared import Prepared
 from edge.store import Store
 from tests.conftest import FakeClock
 from tests.dbenv import holding_the_writer
@@ -349,9 +350,11 @@ def test_acts_at_doors_at_once_share_a_commit_and_all_hold(service: CheckinServi
 
     lead, first, second = pin(service, "P1").ticket, pin(service, "P9").ticket, pin(service, "P1").ticket
     commits: list[int] = []
-    # Written commits only (reads end with a commit too): the store's writer marks its connections.
+    # The door writer's commits only (reads end with a commit too, and so does the held writer).
     event.listen(
-        store.engine, "commit", lambda conn: commits.extend([1] if conn.get_execution_options().get("write") else [])
+        store.engine,
+        "commit",
+        lambda _conn: commits.extend([1] if threading.current_thread().name == "door-writer" else []),
     )
     with holding_the_writer(store):
         answers = [service.start_act(lead, ["C1"], "check_in")]
@@ -635,7 +638,7 @@ def test_a_failure_inside_the_transaction_writes_nothing(
 ) -> None:
     ticket = pin(service, "P1").ticket
 
-    def broken(rows: list[dict[str, Any]], *, session: Any) -> None:
+    def broken(rows: list[dict[str, Any]], *, db: Any) -> None:
         raise RuntimeError("disk on fire")
 
     # The audit rows go in last: the event, presence and outbox rows are already written.
@@ -660,7 +663,7 @@ def test_a_failing_outbox_insert_leaves_no_event(
     from edge.models import StationLockout
 
     # An outbox statement that fails at the database (NOT NULL), after the event and presence rows.
-    monkeypatch.setattr(edge.checkin, "_INSERT_OUTBOX", insert(StationLockout))
+    monkeypatch.setattr(edge.checkin, "_INSERT_OUTBOX", Prepared(insert(StationLockout)))
     with pytest.raises(Exception, match=r"NOT NULL|IntegrityError|station_id"):
         service.act(pin(service, "P1").ticket, ["C1"], "check_in")
     assert counts(store)["attendance_events"] == 0

@@ -99,7 +99,7 @@ def test_child_detail_and_alerts(store: Store, roster_sync: RosterSyncService, c
     with store.transaction() as session:
         from edge.audit import raise_alert
 
-        alert_id = raise_alert(session=session, at=AT, kind="restricted_pickup", message="P9 at the door")
+        alert_id = raise_alert(db=session, at=AT, kind="restricted_pickup", message="P9 at the door")
     with store.read() as session:
         detail = child_detail("C1", session=session)
         assert child_detail("C404", session=session) is None

@@ -72,15 +72,16 @@ def test_a_directory_turned_read_only_under_a_running_hub(data_dir: Path) -> Non
             assert act_over_http(client, "check_in").status_code == 200
             events = all_rows(db_file, "attendance_events")
             # The kernel remounts a failing card read-only under open files; mount(8) refuses
-            # while files are open for writing, so the pool's connections are closed first.
-            services.store.engine.dispose()
+            # while files are open for writing, so the store's connections are closed first
+            # (it opens new ones when next used).
+            services.store.close()
             read_only(data_dir)
             refused = act_over_http(client, "check_out")
             assert refused.status_code == 503
             assert refused.json()["reason"] == "storage_read_only"
             assert "tell staff" in refused.json()["message"]
             assert client.get("/healthz").status_code in (200, 503)
-            services.store.engine.dispose()
+            services.store.close()
             read_only(data_dir, ro=False)
             assert integrity(db_file) == "ok"
             assert all_rows(db_file, "attendance_events") == events

@@ -72,7 +72,7 @@ def test_alerts_show_and_can_be_dismissed(dash: Dash) -> None:
     token = login(dash.client, "lee")
     with dash.services.store.transaction() as session:
         alert_id = raise_alert(
-            session=session, at=dt.datetime.now(dt.UTC), kind="restricted_pickup", message="Cal Smith is restricted"
+            db=session, at=dt.datetime.now(dt.UTC), kind="restricted_pickup", message="Cal Smith is restricted"
         )
     assert "Cal Smith is restricted" in dash.client.get("/dashboard").text
     answer = dash.client.post(f"/dashboard/alerts/{alert_id}/resolve", data={"csrf_token": token})
