@@ -121,9 +121,9 @@ class Store:
 
     ``reading()`` and ``writing()`` give the transaction's connection without an ORM session: the
     door's reads and writes are Core statements, and a session costs them more than the
-    statements do (docs/door.md, "Where the time goes"). SQLite's writer keeps its connection
-    open from one transaction to the next (used only under the writer lock); PostgreSQL's goes
-    through the pool, which checks each connection is alive (a server restarts, or ends sessions).
+    statements do (docs/door.md, "Where the time goes"). On SQLite the writer, and one reader at
+    a time, keep their connection open from one transaction to the next. PostgreSQL's go through
+    the pool, which checks each connection is alive (a server restarts, or ends sessions).
     """
 
     def __init__(self, url: str) -> None:
@@ -134,7 +134,10 @@ class Store:
             self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="REPEATABLE READ")
         )
         self._pg_writes = self.engine.execution_options(write=True)
-        self._writer: Connection | None = None  # SQLite's, opened by the first write
+        # SQLite keeps a connection open for the writer, and one for reads (docs/door.md).
+        self._writer = _Kept(self.engine, write=True) if self.is_sqlite else None
+        self._reader = _Kept(self.engine) if self.is_sqlite else None
+        self._reader_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -156,24 +159,12 @@ class Store:
     def writing(self) -> Iterator[Connection]:
         """``transaction()`` without an ORM session: for writes that are Core statements alone."""
         with self._write_lock:
-            if not self.is_sqlite:
+            if self._writer is None:
                 with self._pg_writes.connect() as conn, conn.begin():
                     yield conn
                 return
-            if self._writer is None:
-                self._writer = self.engine.connect().execution_options(write=True)
-            conn = self._writer
-            try:
-                with conn.begin():
-                    yield conn
-            except BaseException:
-                # A failed transaction may leave its connection mid-transaction (a commit refused
-                # by a full disk, say): the pool rolls its connections back on return, a kept one
-                # is not returned. So it is closed, and the next write opens another.
-                self._writer = None
-                conn.invalidate()
-                conn.close()
-                raise
+            with self._writer.transaction() as conn:
+                yield conn
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -183,16 +174,55 @@ class Store:
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """``read()`` without an ORM session: one snapshot for Core statements alone."""
+        # The kept reader goes to whichever read finds it free: the door's identify, on the
+        # event loop, nearly always does. The others take a connection from the pool.
+        if self._reader is not None and self._reader_lock.acquire(blocking=False):
+            try:
+                with self._reader.transaction() as conn:
+                    yield conn
+            finally:
+                self._reader_lock.release()
+            return
         with self._reads.connect() as conn, conn.begin():
             yield conn
 
     def close(self) -> None:
         """Closes every connection, kept or pooled (it opens new ones if used again)."""
-        with self._write_lock:
-            writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
+        for kept, lock in ((self._writer, self._write_lock), (self._reader, self._reader_lock)):
+            if kept is not None:
+                with lock:
+                    kept.close()
         self.engine.dispose()
+
+
+class _Kept:
+    """A connection kept open from one transaction to the next, for one user at a time (the
+    caller holds a lock): no pool checkout, and SQLite's compiled statements stay cached."""
+
+    def __init__(self, engine: Engine, **options: Any) -> None:
+        self.engine, self.options = engine, options
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        if self._conn is None:
+            self._conn = self.engine.connect().execution_options(**self.options)
+        conn = self._conn
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            # A failed transaction may leave its connection mid-transaction (a commit refused by
+            # a full disk, say): the pool rolls its connections back on return, a kept one is
+            # not returned. So it is closed, and the next transaction opens another.
+            self.close()
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.invalidate()
+            conn.close()
 
 
 @contextmanager
