@@ -78,6 +78,7 @@ from edge.models import (
     SiteGeofence,
 )
 from edge.outcomes import Recorded, Refusal
+from edge.prepared import Prepared
 from edge.store import Store
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,11 @@ _DEVICE = (
 _TRACK = select(TRACKS).where(TRACKS.c.device_id == bindparam("id"))
 _FENCE_VERSION = select(FENCES.c.version).where(FENCES.c.id == 1)
 _FENCE = select(FENCES).where(FENCES.c.id == 1)
-_INSERT_FIXES = insert(FIXES)
-_UPDATE_TRACK = update(TRACKS).where(TRACKS.c.device_id == bindparam("key"))
-_INSERT_TRACK = insert(TRACKS)
+# Prepared (edge.prepared): the flush writes one row per phone every few seconds, holding the
+# door's writer meanwhile.
+_INSERT_FIXES = Prepared(insert(FIXES))
+_UPDATE_TRACK = Prepared(update(TRACKS).where(TRACKS.c.device_id == bindparam("key")))
+_INSERT_TRACK = Prepared(insert(TRACKS))
 
 EARTH_RADIUS_M = 6_371_008.8
 SEQ_MAX = 2**63 - 1
@@ -780,13 +783,12 @@ class PingService:
             return
         cutoff = now - self.retention
         try:
-            with self.store.transaction() as session:
-                conn = session.connection()
+            with self.store.writing() as conn:
                 if fixes:
-                    conn.execute(_INSERT_FIXES, fixes)
+                    _INSERT_FIXES.run(conn, fixes)
                 for row in rows:
-                    if conn.execute(_UPDATE_TRACK, {**row, "key": row["device_id"]}).rowcount == 0:
-                        conn.execute(_INSERT_TRACK, row)
+                    if _UPDATE_TRACK.run(conn, {**row, "key": row["device_id"]}) == 0:
+                        _INSERT_TRACK.run(conn, row)
                 if prune:
                     pruned = conn.execute(delete(FIXES).where(FIXES.c.fix_at < cutoff)).rowcount
                     conn.execute(

@@ -44,7 +44,7 @@ class _Compiled:
 
 
 class Prepared:
-    """One Core statement (a select, insert or update) for the door's hot path."""
+    """One Core statement (a select, insert or update) on a hot path: the door's, the phones' flush."""
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
@@ -64,18 +64,19 @@ class Prepared:
         found = self.rows(db, params)
         return found[0] if found else None
 
-    def run(self, db: Db, params: dict[str, Any] | list[dict[str, Any]]) -> None:
-        """An insert or update, once per parameter set."""
+    def run(self, db: Db, params: dict[str, Any] | list[dict[str, Any]]) -> int:
+        """An insert or update, once per parameter set. Returns the rows an update touched (an
+        insert's count is whatever the driver gives: -1 on PostgreSQL)."""
         conn = _connection(db)
         if conn.dialect.name != "sqlite":
-            conn.execute(self.statement, params)  # type: ignore[call-overload]
-            return
+            return int(conn.execute(self.statement, params).rowcount)  # type: ignore[call-overload]
         compiled = self._for(conn.dialect, params if isinstance(params, dict) else params[0])
         driver = conn.connection.driver_connection
         if isinstance(params, dict):
-            driver.execute(compiled.sql, _bound(compiled, params))  # type: ignore[union-attr]
+            cursor = driver.execute(compiled.sql, _bound(compiled, params))  # type: ignore[union-attr]
         else:
-            driver.executemany(compiled.sql, [_bound(compiled, p) for p in params])  # type: ignore[union-attr]
+            cursor = driver.executemany(compiled.sql, [_bound(compiled, p) for p in params])  # type: ignore[union-attr]
+        return int(cursor.rowcount)
 
     def _for(self, dialect: Dialect, params: dict[str, Any]) -> _Compiled:
         if self._compiled is None:

@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import bindparam, insert, select, text, update
 
 from cloud_sync.roster_sync import RosterSyncService
 from edge import audit, facts
@@ -96,3 +96,14 @@ def test_an_expanding_in_is_not_prepared(store: Store) -> None:
     prepared = Prepared(select(children.c.id).where(children.c.id.in_(bindparam("ids", expanding=True))))
     with pytest.raises(ValueError, match="rendered anew"), store.reading() as conn:
         prepared.rows(conn, {"ids": ["C1"]})
+
+
+def test_an_update_says_how_many_rows_it_touched(store: Store) -> None:
+    """The phones' flush updates a phone's row, and inserts it when the update touched none."""
+    table = AuditEntry.__table__
+    row = audit.audit_row(at=dt.datetime.now(dt.UTC), action="a", station_id="s", method=None, reason=None, rule="r")
+    rename = Prepared(update(table).where(table.c.station_id == bindparam("was")))
+    with store.writing() as conn:
+        Prepared(insert(table)).run(conn, [row, row])
+        assert rename.run(conn, {"was": "s", "station_id": "t"}) == 2
+        assert rename.run(conn, {"was": "s", "station_id": "u"}) == 0
