@@ -575,9 +575,6 @@ def _start_retention(services: Services, stop: threading.Event) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
-    sys.setswitchinterval(float(os.environ.get("CE_SWITCH", "0.005")))
     config = _config(args)
     config.check_secrets()
     services = build_services(config)
