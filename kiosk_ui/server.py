@@ -31,7 +31,7 @@ class SupervisedServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         # What start-up built (the libraries, the app, the services) lives as long as the process:
         # frozen, the garbage collector's full passes skip it. Otherwise each one walks those
-        # ~150,000 objects, a 70-120 ms stall of every door on a Pi-class CPU (docs/door.md).
+        # ~150,000 objects: a 70-120 ms stall of every door, measured on the development VM (docs/door.md).
         gc.collect()
         gc.freeze()
         if self.started:

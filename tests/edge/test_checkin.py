@@ -327,6 +327,17 @@ def test_a_double_tap_is_one_event(service: CheckinService, store: Store, events
     assert woken == [1]
 
 
+def test_a_used_ticket_keeps_its_answer_and_lets_the_future_go(service: CheckinService) -> None:
+    """Thousands of used tickets are open at the peak: each future (a condition, a lock, its
+    waiters) was objects for the garbage collector to walk (docs/door.md)."""
+    ticket = pin(service, "P1").ticket
+    first = recorded(service.act(ticket, ["C1"], "check_in"))
+    held = service.tickets.get(ticket)
+    assert held is not None
+    assert held.answer is None
+    assert held.recorded == first
+
+
 def test_two_taps_at_the_same_moment_are_one_event(service: CheckinService, store: Store) -> None:
     ticket = pin(service, "P1").ticket
     results: list[Recorded | Refusal] = []
