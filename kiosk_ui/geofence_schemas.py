@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kiosk_ui.schemas import FAULT_RESPONSES
+from kiosk_ui.schemas import FAULT_RESPONSES, body_schema
 
 # No control characters (as ChildId): PostgreSQL cannot even compare a text with NUL.
 DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", examples=["D-7f3a"])]
@@ -105,7 +105,4 @@ PHONE_RESPONSES: dict[int | str, dict[str, object]] = {
 
 def signed_body(model: type[BaseModel]) -> dict[str, object]:
     """``openapi_extra`` for a route that reads its signed body as bytes."""
-    return {
-        "parameters": [SIGNATURE_HEADER],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}},
-    }
+    return {"parameters": [SIGNATURE_HEADER], **body_schema(model)}

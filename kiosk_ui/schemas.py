@@ -119,6 +119,11 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+def body_schema(model: type[BaseModel]) -> dict[str, object]:
+    """``openapi_extra`` for a route that reads its JSON body itself (as ``model``)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
 class FieldErrorOut(BaseModel):
     type: str = Field(description="pydantic's error type")
     loc: list[str | int] = Field(description="Where: body, then the field")

@@ -56,7 +56,7 @@ async def json_body(request: Request, model: type[M]) -> M:
     solved parameters cost more than the check-in itself (docs/door.md, "Where the time goes").
     A body that is missing, not sent as JSON, or not the model raises the same
     ``RequestValidationError`` FastAPI would, so it is the same 422 (body-free) as everywhere.
-    The route documents its body with ``openapi_extra=body_schema(model)``."""
+    The route documents its body with ``openapi_extra=body_schema(model)`` (kiosk_ui.schemas)."""
     raw = await request.body()
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
@@ -82,11 +82,6 @@ async def json_body(request: Request, model: type[M]) -> M:
 def _is_json(content_type: str) -> bool:
     media = content_type.partition(";")[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
-def body_schema(model: type[BaseModel]) -> dict[str, object]:
-    """``openapi_extra`` for a route that reads ``model`` with ``json_body``."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def install(app: FastAPI) -> None:

@@ -36,9 +36,10 @@ from kiosk_ui.schemas import (
     PersonIdentified,
     StaffIdentified,
     StatusOut,
+    body_schema,
 )
 from kiosk_ui.services import Services
-from kiosk_ui.validation_errors import body_schema, json_body
+from kiosk_ui.validation_errors import json_body
 
 # The framework's own body cap (Content-Length checked first, then the bytes counted): the API's
 # bodies are a few hundred bytes, and a Pi must not buffer whatever a LAN device sends.
