@@ -28,6 +28,7 @@ from sqlalchemy import insert
 from cloud_sync.standin.generator import device_private_key, public_key_b64
 from edge.geofence import Projection
 from edge.models import AppDevice
+from edge.pings import PingService
 from edge.store import Store
 from tests.door import door_export
 
@@ -163,3 +164,9 @@ def headers(signature: str | None) -> dict[str, str]:
     if signature is not None:
         out["X-Signature"] = signature
     return out
+
+
+def with_phones(built: Any, clock: Callable[[], dt.datetime]) -> None:
+    """The phones' service of a hub's ``built`` services on ``clock``, with the site's geofence."""
+    built.pings = PingService(built.store, built.events, built.checkin, clock=clock)
+    built.pings.set_fence(site_geojson())

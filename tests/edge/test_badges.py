@@ -31,11 +31,6 @@ YEAR = dt.timedelta(days=365)
 
 
 @pytest.fixture
-def badge_key(data_dir: Path) -> BadgeKey:
-    return BadgeKey.from_data_dir(data_dir)
-
-
-@pytest.fixture
 def badges(store: Store, roster_sync: RosterSyncService, badge_key: BadgeKey, clock: FakeClock) -> BadgeService:
     apply(roster_sync)
     return BadgeService(store, badge_key, clock=clock)

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
-from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud_sync.roster_sync import RosterSyncService
 from edge.badges import BadgeKey
 from edge.checkin import CheckinService
 from edge.outcomes import Identification, Refusal
@@ -29,8 +26,8 @@ from edge.policy import RefusalReason
 from edge.store import Store
 from edge.tokens import PREFIX, TokenKind, TokenService, key_fingerprint, parse
 from tests.conftest import FakeClock
-from tests.door import STATION, apply, make_service
-from tests.edge.test_tokens import CLOUD, STRANGER, encode, nonces, roster_with_keys
+from tests.door import STATION, make_service
+from tests.edge.test_tokens import CLOUD, STRANGER, encode, nonces
 from tests.fuzzing import COUNTS, PARSER, seeded
 
 R = RefusalReason
@@ -38,17 +35,6 @@ QR_REFUSALS = {R.NOT_A_TOKEN, R.BAD_SIGNATURE, R.UNKNOWN_KEY, R.EXPIRED, R.REPLA
 # What identify may answer to a scanned code: the QR refusals, and what the door says of the person
 # a valid code names (none such, not a payer, not active).
 DOOR_REFUSALS = QR_REFUSALS | {R.UNKNOWN_PIN, R.PIN_ONLY, R.PERSON_INACTIVE}
-
-
-@pytest.fixture
-def badge_key(data_dir: Path) -> BadgeKey:
-    return BadgeKey.from_data_dir(data_dir)
-
-
-@pytest.fixture
-def tokens(store: Store, roster_sync: RosterSyncService, badge_key: BadgeKey) -> TokenService:
-    apply(roster_sync, roster_with_keys())
-    return TokenService(store, badge_key.private_key.public_key(), badge_kid=badge_key.kid)
 
 
 @st.composite

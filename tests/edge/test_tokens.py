@@ -10,7 +10,6 @@ import hashlib
 import random
 import struct
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,17 +70,6 @@ def body_bytes(token: str) -> bytes:
 
 def encode(raw: bytes) -> str:
     return PREFIX + base64.b32encode(raw).decode().rstrip("=")
-
-
-@pytest.fixture
-def badge_key(data_dir: Path) -> BadgeKey:
-    return BadgeKey.from_data_dir(data_dir)
-
-
-@pytest.fixture
-def tokens(store: Store, roster_sync: RosterSyncService, badge_key: BadgeKey) -> TokenService:
-    apply(roster_sync, roster_with_keys())
-    return TokenService(store, badge_key.private_key.public_key(), badge_kid=badge_key.kid)
 
 
 @pytest.fixture

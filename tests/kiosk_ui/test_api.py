@@ -11,15 +11,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from edge.config import load_config
 from edge.policy import RefusalReason
 from kiosk_ui import presenter
 from kiosk_ui.app import create_app
-from kiosk_ui.cli import build_services
 from kiosk_ui.deps import is_loopback
 from kiosk_ui.services import Services
 from tests.conftest import FakeClock
-from tests.door import PINS, STATION, apply, make_service
+from tests.door import PINS, STATION, door_export
+from tests.kiosk_ui.fake_clock_hub import hub_services
 
 BACK = "back-door"
 BACK_TOKEN = "tok-back-door-0123456789"
@@ -29,15 +28,8 @@ LAN = ("192.168.1.20", 40000)
 @pytest.fixture
 def services(tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
     monkeypatch.delenv("CHECKIN_EDGE_CONFIG", raising=False)
-    config = load_config(None, data_dir=tmp_path / "data", center_id="demo-center", station_tokens={BACK: BACK_TOKEN})
-    built = build_services(config)
-    apply(built.roster_sync)
-    # The same service the hub builds, on the fake clock (tickets expire, lockouts end on it).
-    built.checkin = make_service(built.store, built.hasher, clock, built.events)
-    try:
+    with hub_services(tmp_path / "data", clock, door_export(), station_tokens={BACK: BACK_TOKEN}) as built:
         yield built
-    finally:
-        built.close()
 
 
 @pytest.fixture

@@ -19,16 +19,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from edge.config import load_config
-from edge.pings import SEQ_MAX, PingRefusal, PingService
+from edge.pings import SEQ_MAX, PingRefusal
 from edge.policy import RefusalReason
 from kiosk_ui.app import create_app
-from kiosk_ui.cli import build_services
 from kiosk_ui.services import Services
 from tests.conftest import FakeClock
-from tests.door import apply, make_service
 from tests.fuzzing import COUNTS, PARSER, seeded
-from tests.phones import APP, INSIDE, PINGS, Phone, headers, phones_export, site_geojson
+from tests.kiosk_ui.fake_clock_hub import hub_services
+from tests.phones import APP, INSIDE, PINGS, Phone, headers, phones_export, with_phones
 
 REASONS = {reason.value for reason in PingRefusal} | {reason.value for reason in RefusalReason}
 
@@ -36,15 +34,9 @@ REASONS = {reason.value for reason in PingRefusal} | {reason.value for reason in
 @pytest.fixture
 def services(tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
     monkeypatch.delenv("CHECKIN_EDGE_CONFIG", raising=False)
-    built = build_services(load_config(None, data_dir=tmp_path / "data", center_id="demo-center"))
-    apply(built.roster_sync, phones_export())
-    built.checkin = make_service(built.store, built.hasher, clock, built.events)
-    built.pings = PingService(built.store, built.events, built.checkin, clock=clock)
-    built.pings.set_fence(site_geojson())
-    try:
+    with hub_services(tmp_path / "data", clock, phones_export()) as built:
+        with_phones(built, clock)
         yield built
-    finally:
-        built.close()
 
 
 @pytest.fixture

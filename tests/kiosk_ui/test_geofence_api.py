@@ -20,14 +20,13 @@ from sqlalchemy import select
 
 from cloud_sync.phone_simulator import PhoneSimulator, demo_site
 from edge import const
-from edge.config import load_config
 from edge.models import AttendanceEvent, AuditEntry, Method, Presence
-from edge.pings import PingService
 from kiosk_ui.app import create_app
-from kiosk_ui.cli import build_services, main
+from kiosk_ui.cli import main
 from kiosk_ui.services import Services
 from tests.conftest import FakeClock
-from tests.door import PINS, apply, make_service
+from tests.door import PINS
+from tests.kiosk_ui.fake_clock_hub import hub_services
 from tests.phones import (
     APP,
     DOOR,
@@ -39,6 +38,7 @@ from tests.phones import (
     phones_export,
     register_pickup_phone,
     site_geojson,
+    with_phones,
 )
 
 BACK = "back-door"
@@ -50,17 +50,10 @@ SOUTH_20 = (-30.0, -60.0)  # 20 m south of the lot
 @pytest.fixture
 def services(tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
     monkeypatch.delenv("CHECKIN_EDGE_CONFIG", raising=False)
-    config = load_config(None, data_dir=tmp_path / "data", center_id="demo-center", station_tokens={BACK: BACK_TOKEN})
-    built = build_services(config)
-    apply(built.roster_sync, phones_export())
-    register_pickup_phone(built.store)
-    built.checkin = make_service(built.store, built.hasher, clock, built.events)
-    built.pings = PingService(built.store, built.events, built.checkin, clock=clock)
-    built.pings.set_fence(site_geojson())
-    try:
+    with hub_services(tmp_path / "data", clock, phones_export(), station_tokens={BACK: BACK_TOKEN}) as built:
+        register_pickup_phone(built.store)
+        with_phones(built, clock)
         yield built
-    finally:
-        built.close()
 
 
 @pytest.fixture

@@ -30,7 +30,8 @@ from kiosk_ui.app import create_app
 from kiosk_ui.cli import build_services, main
 from kiosk_ui.services import Services
 from tests.conftest import FakeClock
-from tests.door import STATION, apply, door_export, make_service
+from tests.door import STATION, apply, door_export
+from tests.kiosk_ui.fake_clock_hub import hub_services
 
 SEED = 21
 R = RefusalReason
@@ -55,22 +56,17 @@ def config_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data_dir
 
 
-def hub_services(data_dir: Path) -> Services:
+def real_hub(data_dir: Path) -> Services:
+    """The services ``serve`` builds, on the real clock."""
     return build_services(load_config(None, data_dir=data_dir, center_id="demo-center"))
 
 
 @pytest.fixture
 def services(config_env: Path, clock: FakeClock) -> Iterator[Services]:
-    built = hub_services(config_env)
-    apply(built.roster_sync, hub_export())
-    verifier = built.checkin.token_verifier
-    assert isinstance(verifier, TokenService)  # what build_services wires in
-    # The same verifier, on the fake clock (codes expire on it).
-    built.checkin = make_service(built.store, built.hasher, clock, built.events, token_verifier=verifier)
-    try:
+    # The hub's own verifier, the door on the fake clock (codes expire on it).
+    with hub_services(config_env, clock, hub_export()) as built:
+        assert isinstance(built.checkin.token_verifier, TokenService)  # what build_services wires in
         yield built
-    finally:
-        built.close()
 
 
 @pytest.fixture
@@ -83,7 +79,7 @@ def client(services: Services) -> Iterator[TestClient]:
 
 
 def test_an_app_code_checks_a_child_in_on_the_hub_build_services_makes(config_env: Path) -> None:
-    built = hub_services(config_env)
+    built = real_hub(config_env)
     try:
         apply(built.roster_sync, hub_export())
         with TestClient(create_app(built)) as client:
@@ -152,19 +148,9 @@ def test_a_replayed_code_is_refused_even_after_a_restart(
     code = issue_app_code(SEED, "P1", clock())
     assert identify(client, code).status_code == 200
     _refused(identify(client, code), R.REPLAYED)
-    restarted = hub_services(config_env)  # a new process on the same data directory
-    try:
-        restarted.checkin = make_service(
-            restarted.store,
-            restarted.hasher,
-            clock,
-            restarted.events,
-            token_verifier=restarted.checkin.token_verifier,
-        )
-        with TestClient(create_app(restarted)) as again:
-            _refused(identify(again, code), R.REPLAYED)
-    finally:
-        restarted.close()
+    # A new process on the same data directory:
+    with hub_services(config_env, clock) as restarted, TestClient(create_app(restarted)) as again:
+        _refused(identify(again, code), R.REPLAYED)
 
 
 def test_a_revoked_badge_is_refused(client: TestClient, services: Services, clock: FakeClock) -> None:
@@ -230,7 +216,7 @@ def test_a_generated_rosters_payer_checks_in_with_the_phones_code(config_env: Pa
     export = generate_roster(seed=SEED, people=40, center_id="demo-center")
     payer = next(p for f in export["families"] for p in f["persons"] if p.get("payer") and "id" in p)
     state = StandinState("demo-center", roster=export, seed=SEED)
-    built = hub_services(config_env)
+    built = real_hub(config_env)
     try:
         report = built.roster_sync.apply_export([copy.deepcopy(export)], SyncTrigger.FILE)
         assert report.outcome is SyncOutcome.OK
@@ -275,7 +261,7 @@ def test_badge_json_is_the_contracts_shape_and_the_badge_opens_the_door(
     assert token is not None
     assert issued["expires_at"] == token.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert token.expires_at - token.issued_at == dt.timedelta(days=365)
-    built = hub_services(roster_applied)
+    built = real_hub(roster_applied)
     try:
         with TestClient(create_app(built)) as hub:
             assert identify(hub, issued["token"]).status_code == 200
